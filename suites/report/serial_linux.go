@@ -1,6 +1,7 @@
 package report
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -29,4 +30,16 @@ func OpenSerial(path string) (*os.File, error) {
 		return nil, fmt.Errorf("set raw mode on %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// Drain waits until everything written to f has left the serial port, so a
+// power-off right after the last frame cannot cut it short. A plain file has
+// nothing to wait for.
+func Drain(f *os.File) error {
+	// TCSBRK with a non-zero argument is tcdrain(3).
+	err := unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+	if err != nil && !errors.Is(err, unix.ENOTTY) {
+		return fmt.Errorf("drain %s: %w", f.Name(), err)
+	}
+	return nil
 }

@@ -1,0 +1,82 @@
+package suites
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// graphctl runs the graphctl binary under the case's deadline. err wraps an
+// *exec.ExitError when graphctl ran and exited non-zero, which is how it
+// reports every error (DESIGN §7).
+func (t *T) graphctl(args ...string) (stdout, stderr string, err error) {
+	return runGraphctl(t.ctx, t.env.graphctl, args...)
+}
+
+func runGraphctl(ctx context.Context, path string, args ...string) (stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	// A grandchild holding the pipes open must not outlive the deadline.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil {
+		return out.String(), errOut.String(), fmt.Errorf("graphctl %s: %w%s", strings.Join(args, " "), err, firstLine(errOut.String()))
+	}
+	return out.String(), errOut.String(), nil
+}
+
+// firstLine returns ": " and the first non-empty line of s, or "".
+func firstLine(s string) string {
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			return ": " + l
+		}
+	}
+	return ""
+}
+
+// component is one entry of `graphctl --json status`.
+type component struct {
+	Name     string   `json:"name"`
+	Type     string   `json:"type"`
+	State    string   `json:"state"`
+	PID      int      `json:"pid"`
+	UptimeMS int64    `json:"uptime_ms"`
+	Restarts int      `json:"restarts"`
+	Requires []string `json:"requires"`
+	Provides []string `json:"provides"`
+}
+
+// parseStatus decodes `graphctl --json status`:
+// {"components":[{"name":...,"state":...,...}]}.
+func parseStatus(data []byte) ([]component, error) {
+	var doc struct {
+		Components *[]component `json:"components"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	if doc.Components == nil {
+		return nil, errors.New("decode status: no \"components\" list")
+	}
+	for i, c := range *doc.Components {
+		if c.Name == "" || c.State == "" {
+			return nil, fmt.Errorf("decode status: component %d has no name or state", i)
+		}
+	}
+	return *doc.Components, nil
+}
+
+func findComponent(cs []component, name string) (component, bool) {
+	for _, c := range cs {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return component{}, false
+}
