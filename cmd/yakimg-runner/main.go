@@ -1,0 +1,33 @@
+// Command yakimg-runner is the guest side of yakimg: stage 1 of the boot as
+// the initramfs's /init, its watchdog ("sentinel"), and the suite runner
+// ("suites") that YakirOS starts as a component.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"yakimg/initramfs/stage1"
+	"yakimg/suites"
+)
+
+func main() {
+	ctx := context.Background()
+	args := os.Args[1:]
+	verb := ""
+	if len(args) > 0 {
+		verb, args = args[0], args[1:]
+	}
+	switch {
+	case verb == "suites":
+		os.Exit(suites.Main(ctx, args, os.Stdin, os.Stdout, os.Stderr))
+	case verb == "sentinel":
+		os.Exit(stage1.SentinelMain(ctx, args, os.Stdin, os.Stdout, os.Stderr))
+	case os.Getpid() == 1:
+		os.Exit(stage1.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	default:
+		fmt.Fprintln(os.Stderr, "usage: yakimg-runner suites [flags] | sentinel [flags]  (as PID 1 in the initramfs it runs stage 1)")
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,146 @@
+package resolver
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"yakimg/yakiros/capability"
+	"yakimg/yakiros/control"
+	"yakimg/yakiros/machine"
+)
+
+// commands lists what the control socket understands, for the reply to an
+// unknown command.
+const commands = "status, caps (or capabilities), poweroff, reboot"
+
+// command answers one control request from process peer. It runs on the
+// event loop.
+func (l *loop) command(req control.Request, peer int) control.Response {
+	noArgs := func(answer func() control.Response) control.Response {
+		if len(req.Args) > 0 {
+			return control.Fail(fmt.Sprintf("%s takes no arguments, got %q", req.Command, req.Args))
+		}
+		return answer()
+	}
+	switch req.Command {
+	case "status":
+		return noArgs(l.status)
+	case "caps", "capabilities":
+		return noArgs(l.capabilities)
+	case "poweroff":
+		return noArgs(func() control.Response { return l.requestHalt(machine.PowerOff, peer, "Powering off") })
+	case "reboot":
+		return noArgs(func() control.Response { return l.requestHalt(machine.Reboot, peer, "Rebooting") })
+	default:
+		return control.Fail(fmt.Sprintf("Unknown command: %s\nAvailable commands: %s", req.Command, commands))
+	}
+}
+
+// requestHalt begins shutdown. A component asking for it (the suite runner
+// does, when it is done) is stopped last, so that it can take the answer.
+func (l *loop) requestHalt(a machine.Action, peer int, text string) control.Response {
+	if l.halt != nil {
+		return control.Fail(fmt.Sprintf("already shutting down for %v", l.halt.action))
+	}
+	l.beginShutdown(a, fmt.Sprintf("control socket, pid %d", peer))
+	l.halt.requester = l.unitOf(peer)
+	return control.OK(text, control.ActionData{Action: a.String()})
+}
+
+var (
+	statusRule = strings.Repeat("─", 56)
+	capsRule   = strings.Repeat("─", 58)
+)
+
+func (l *loop) status() control.Response {
+	now := time.Now()
+	var b strings.Builder
+	data := control.StatusData{Components: []control.ComponentStatus{}}
+	var active, degraded, starting, failed int
+	fmt.Fprintf(&b, "%-20s %-10s %-7s %-7s %s\n", "COMPONENT", "STATE", "PID", "UPTIME", "RESTARTS")
+	b.WriteString(statusRule + "\n")
+	for _, u := range l.units {
+		switch u.state {
+		case Active, Done:
+			active++
+		case Degraded:
+			degraded++
+		case Starting, ReadyWait:
+			starting++
+		case Failed:
+			failed++
+		}
+		cs := control.ComponentStatus{
+			Name:     u.Name,
+			Type:     string(u.Type),
+			State:    u.state.String(),
+			Requires: nonNil(u.Requires),
+			Provides: nonNil(u.Provides),
+			Reason:   u.reason,
+		}
+		if u.starts > 1 {
+			cs.Restarts = u.starts - 1
+		}
+		pid, uptime := "-", "0s"
+		if u.alive {
+			cs.Pid = u.pid
+			pid = fmt.Sprint(u.pid)
+			up := now.Sub(u.since)
+			cs.UptimeMS = up.Milliseconds()
+			uptime = formatUptime(up)
+		} else if u.state == Done {
+			uptime = "-"
+		}
+		data.Components = append(data.Components, cs)
+		fmt.Fprintf(&b, "%-20s %-10s %-7s %-7s %d\n", u.Name, cs.State, pid, uptime, cs.Restarts)
+	}
+	b.WriteString(statusRule + "\n")
+	fmt.Fprintf(&b, "Summary: %d active, %d degraded, %d starting, %d failed, %d total\n",
+		active, degraded, starting, failed, len(l.units))
+	return control.OK(b.String(), data)
+}
+
+// formatUptime renders d as status shows it: 1h2m, 3m4s or 5s.
+func formatUptime(d time.Duration) string {
+	s := int64(d / time.Second)
+	switch {
+	case s >= 3600:
+		return fmt.Sprintf("%dh%dm", s/3600, s%3600/60)
+	case s >= 60:
+		return fmt.Sprintf("%dm%ds", s/60, s%60)
+	default:
+		return fmt.Sprintf("%ds", s)
+	}
+}
+
+func (l *loop) capabilities() control.Response {
+	var b strings.Builder
+	data := control.CapsData{Capabilities: []control.CapabilityStatus{}}
+	up := 0
+	fmt.Fprintf(&b, "%-30s %-7s %s\n", "CAPABILITY", "STATUS", "PROVIDER")
+	b.WriteString(capsRule + "\n")
+	for _, c := range l.caps.List() {
+		providers := "-"
+		if c.Status == capability.Up {
+			up++
+			providers = strings.Join(c.Providers, ", ")
+		}
+		data.Capabilities = append(data.Capabilities, control.CapabilityStatus{
+			Name: c.Name, Status: string(c.Status), Providers: nonNil(c.Providers),
+		})
+		fmt.Fprintf(&b, "%-30s %-7s %s\n", c.Name, c.Status, providers)
+	}
+	b.WriteString(capsRule + "\n")
+	n := len(data.Capabilities)
+	fmt.Fprintf(&b, "Total: %d capabilities (%d up, %d down)\n", n, up, n-up)
+	return control.OK(b.String(), data)
+}
+
+// nonNil keeps empty lists as [] rather than null in JSON.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
