@@ -27,6 +27,7 @@ image: fetch
 
 vet: tools
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
 
 # The image built here is what the boot tests use (YAKIMG_TEST_IMAGE); with

@@ -55,7 +55,7 @@ func testKernel(t testing.TB) string {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(k); err != nil {
-		t.Skipf("no guest kernel: run `make build` (gives out/vmlinuz) or set YAKIMG_TEST_KERNEL to a vmlinuz (e.g. from `apt-get download linux-image-cloud-amd64`): %v", err)
+		t.Skipf("no guest kernel: run `make build` (gives out/vmlinuz) or set YAKIMG_TEST_KERNEL to a vmlinuz (e.g. boot/vmlinuz-* of a linux-image-*-cloud-amd64 .deb): %v", err)
 	}
 	return k
 }
@@ -63,6 +63,9 @@ func testKernel(t testing.TB) string {
 func needQEMU(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath(DefaultQEMU); err != nil {
+		if os.Getenv("YAKIMG_REQUIRE_IMAGE") == "1" {
+			t.Fatalf("make test needs %s: %v", DefaultQEMU, err)
+		}
 		t.Skipf("needs %s (apt-get install qemu-system-x86): %v", DefaultQEMU, err)
 	}
 }

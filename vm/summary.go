@@ -59,14 +59,16 @@ func writeResults(w io.Writer, results map[string]*report.SuiteResult) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "suite\tpassed\tfailed\tskipped\ttime\t")
+	width := len("suite")
+	for _, n := range names {
+		width = max(width, len(n))
+	}
+	fmt.Fprintf(w, "%-*s  passed  failed  skipped    time\n", width, "suite")
 	for _, n := range names {
 		s := results[n]
 		d := time.Duration(s.DurationMS) * time.Millisecond
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%v\t\n", n, s.Passed, s.Failed, s.Skipped, d.Round(100*time.Millisecond))
+		fmt.Fprintf(w, "%-*s  %6d  %6d  %7d  %6v\n", width, n, s.Passed, s.Failed, s.Skipped, d.Round(100*time.Millisecond))
 	}
-	tw.Flush()
 	for _, status := range []string{report.Fail, report.Skip} {
 		for _, n := range names {
 			for _, c := range results[n].Cases {

@@ -18,7 +18,7 @@ func TestSummaryOfFailedRun(t *testing.T) {
 	got := b.String()
 	for _, want := range []string{
 		"boot: tcg accelerator",
-		"hot_swap       1       1        1  4.5s",
+		"suite     passed  failed  skipped    time\nhot_swap       1       1        1    4.5s\n",
 		"FAIL hot_swap/swap: connection reset",
 		"SKIP hot_swap/criu: no CRIU",
 		"metrics:\n  graph_resolution_ms  3\n  hot_swap_avg_ms      12.5\n",
@@ -48,7 +48,7 @@ func TestSummaryOfBrokenRun(t *testing.T) {
 	got := b.String()
 	for _, want := range []string{
 		"no trusted report; partial results from 2 case events:",
-		"hot_swap       1       1        0",
+		"hot_swap       1       1        0      0s\n",
 		"FAIL hot_swap/b: boom",
 		"guest watchdog: deadline (uptime 9s)\n  ps:\n  1 graph-resolver\n",
 		"1 report-channel lines could not be trusted:\n  event frame: bad\n",
