@@ -425,18 +425,30 @@ func dialable(t *testing.T, addr string) string {
 // ignores SIGTERM is killed after the grace period.
 func TestShutdownOrder(t *testing.T) {
 	in := newInstance(t)
-	order := filepath.Join(t.TempDir(), "order")
-	// Records its name when asked to stop; "wait" lets the trap run at once.
-	polite := []string{"-c", `trap 'echo "$0" >> "$1"; exit 0' TERM; while :; do sleep 0.05 & wait $!; done`}
+	tmp := t.TempDir()
+	order := filepath.Join(tmp, "order")
+	// Records its name when asked to stop ("wait" lets the trap run at
+	// once); $1.$0 tells the test the trap is set.
+	polite := []string{"-c", `trap 'echo "$0" >> "$1"; exit 0' TERM; : > "$1.$0"; while :; do sleep 0.05 & wait $!; done`}
 	decl(t, in.dir, "a.toml", "base", "service", "/bin/sh", append(polite, "base", order), nil, []string{"cap.base"})
 	decl(t, in.dir, "b.toml", "middle", "service", "/bin/sh", append(polite, "middle", order), []string{"cap.base"}, []string{"cap.middle"})
 	decl(t, in.dir, "c.toml", "top", "service", "/bin/sh", append(polite, "top", order), []string{"cap.middle"}, nil)
 	decl(t, in.dir, "d.toml", "stubborn", "service", "/bin/sh",
-		[]string{"-c", `trap '' TERM; while :; do sleep 0.05; done`}, nil, nil)
+		[]string{"-c", `trap '' TERM; : > "$1.$0"; while :; do sleep 0.05; done`, "stubborn", order}, nil, nil)
 	in.start()
 	st := in.waitFor("all services", states(map[string]string{
 		"base": "ACTIVE", "middle": "ACTIVE", "top": "ACTIVE", "stubborn": "ACTIVE",
 	}))
+	for _, name := range []string{"base", "middle", "top", "stubborn"} {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(order + "." + name); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never set its trap", name)
+			}
+		}
+	}
 
 	// The loop is running, so its signal handler is installed.
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
@@ -632,7 +644,7 @@ exec chroot "$1" /sbin/graph-resolver --log-dir /out/log`, "sh", root, stage, ou
 		"echo": `(?m)test-echo-server v1 stopped$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(logs[name]) {
-			t.Errorf("%s.log =\n%s\nwant a match for %s", name, logs[name], want)
+			t.Errorf("%s.log =\n%s\nwant a match for %s\nall: %q", name, logs[name], want, logs)
 		}
 	}
 	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), root) {

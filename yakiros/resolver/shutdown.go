@@ -15,7 +15,7 @@ import (
 type shutdown struct {
 	action   machine.Action
 	phase    phase
-	deadline time.Time // end of the current kill-all phase
+	deadline time.Time // end of the requester's grace or of a kill-all phase
 	children bool      // PID 1 still has children to reap
 	// requester is the component that asked for the shutdown, if one did;
 	// it is stopped once nothing else runs.
@@ -86,35 +86,50 @@ func (l *loop) advanceShutdown() {
 
 // stopNextComponents stops every running component that no other running
 // component depends on and reports whether any component is still running.
+// The component that asked for the shutdown goes last, and is first given
+// stopGrace to exit by itself: it usually is the suite runner, whose last
+// act was the request.
 func (l *loop) stopNextComponents() bool {
-	running, stopping := 0, 0
+	h := l.halt
+	var running []*unit
 	for _, u := range l.units {
 		if u.alive {
-			running++
+			running = append(running, u)
 		}
 	}
-	for _, u := range l.units {
-		if !u.alive {
+	progress := false
+	for _, u := range running {
+		if u.state == Stopping {
+			progress = true
 			continue
 		}
-		last := u == l.halt.requester && running > 1
-		if u.state != Stopping && !last && !l.hasRunningDependent(u) {
-			l.stop(u, "shutdown")
+		if l.hasRunningDependent(u) {
+			continue
 		}
-		if u.state == Stopping {
-			stopping++
-		}
-	}
-	if running > 0 && stopping == 0 {
-		// Only a dependency cycle can keep everything waiting on
-		// everything else; break it by stopping all of them.
-		for _, u := range l.units {
-			if u.alive {
-				l.stop(u, "shutdown")
+		if u == h.requester {
+			if len(running) > 1 {
+				continue
+			}
+			if h.deadline.IsZero() {
+				h.deadline = time.Now().Add(stopGrace)
+				l.log.Infof("waiting up to %v for '%s', which asked for the shutdown, to exit", stopGrace, u.Name)
+			}
+			if time.Now().Before(h.deadline) {
+				progress = true
+				continue
 			}
 		}
+		l.stop(u, "shutdown")
+		progress = true
 	}
-	return running > 0
+	if !progress {
+		// Only a dependency cycle can keep everything waiting on
+		// everything else; break it by stopping all of them.
+		for _, u := range running {
+			l.stop(u, "shutdown")
+		}
+	}
+	return len(running) > 0
 }
 
 // signalAll signals every process and reaps what has already exited, so
