@@ -35,7 +35,7 @@ func TestUsageErrors(t *testing.T) {
 func TestHelpHasExample(t *testing.T) {
 	for name := range verbs {
 		code, stdout, _ := run(t, name, "--help")
-		if code != 0 || !strings.Contains(stdout, "Example:\n  yakimg") {
+		if code != 0 || !strings.Contains(stdout, "Example:\n  ") || !strings.Contains(stdout[strings.Index(stdout, "Example:"):], "yakimg "+name) {
 			t.Errorf("yakimg %s --help = %d, %q; want 0 and an example", name, code, stdout)
 		}
 	}
