@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
 
 	"yakimg/suites/report"
@@ -222,7 +223,13 @@ func mountAt(source, target, fstype string, flags uintptr, data string) error {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return fmt.Errorf("mount %s: %w", target, err)
 	}
-	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+	if _, err := mount.Mount(source, target, fstype, data, flags); err != nil {
+		// u-root's error repeats every argument; keep the line short and
+		// name the cause (errno) alone.
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			err = errno
+		}
 		return fmt.Errorf("mount %s on %s (%s): %w", source, target, fstype, err)
 	}
 	return nil
