@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -27,7 +30,9 @@ const (
 	Oneshot Type = "oneshot" // runs to completion; exit 0 provides its capabilities
 )
 
-// Component is one validated declaration.
+// Component is one validated declaration. Durations and sizes are
+// normalised (defaults applied), so two declarations that mean the same
+// compare equal; File is where it came from and takes no part in that.
 type Component struct {
 	File     string // the file it came from
 	Name     string
@@ -36,6 +41,88 @@ type Component struct {
 	Type     Type
 	Provides []string
 	Requires []string
+	Optional []string // started after, if present; never waited for
+
+	Readiness  Readiness
+	Health     Health
+	Restart    Restart
+	Handoff    string         // "none", "fd-passing", "state-file", "checkpoint"
+	Reload     syscall.Signal // reload_signal; 0 = none
+	Resources  Resources
+	Isolation  Isolation
+	Checkpoint Checkpoint
+}
+
+// ReadinessMethod says how a started service tells that it is ready.
+type ReadinessMethod string
+
+// Readiness methods.
+const (
+	ReadyNone    ReadinessMethod = "none"    // ready once the binary runs
+	ReadyFile    ReadinessMethod = "file"    // ready when File exists
+	ReadyCommand ReadinessMethod = "command" // ready when Command exits 0
+	ReadyNotify  ReadinessMethod = "notify"  // ready on READY=1 at $NOTIFY_SOCKET
+	ReadySignal  ReadinessMethod = "signal"  // ready on Signal from the service
+)
+
+// Readiness is [lifecycle] readiness_*.
+type Readiness struct {
+	Method   ReadinessMethod
+	File     string
+	Command  string         // run with /bin/sh -c
+	Signal   syscall.Signal // for ReadySignal
+	Timeout  time.Duration  // default 30s
+	Interval time.Duration  // between command checks; default 5s
+}
+
+// Health is [lifecycle] health_*.
+type Health struct {
+	Command          string        // health_check, run with /bin/sh -c; "" = no checks
+	Interval         time.Duration // default 60s
+	Timeout          time.Duration // default 10s
+	FailThreshold    int           // consecutive failures ACTIVE → DEGRADED; default 3
+	RestartThreshold int           // consecutive failures DEGRADED → FAILED; default 5
+}
+
+// Restart is the back-off policy: at most Max starts within Window.
+type Restart struct {
+	Max    int           // restart_max; default 5
+	Window time.Duration // restart_window; default 30s
+}
+
+// Resources is [resources]; zero values mean "not set".
+type Resources struct {
+	Cgroup     string // below /sys/fs/cgroup/graph; default the component name
+	MemoryMax  int64  // bytes
+	MemoryHigh int64  // bytes
+	CPUWeight  int    // 1..10000
+	CPUMax     string // "max 100000" or "50000 100000"
+	IOWeight   int    // 1..10000
+	PidsMax    int
+}
+
+// Isolation is [isolation].
+type Isolation struct {
+	Namespaces []string // "mount", "pid", "net", "uts", "ipc", "user"; sorted, no duplicates
+	Root       string   // default "/"
+	Hostname   string
+	PrivateTmp bool
+}
+
+// Checkpoint is [checkpoint].
+type Checkpoint struct {
+	Enabled          bool
+	PreserveFDs      []string
+	LeaveRunning     bool // default true
+	MemoryEstimateMB int
+	MaxAge           time.Duration // default 24h
+}
+
+// Same reports whether a and b declare the same component (File aside): a
+// reload leaves such a component running untouched.
+func Same(a, b Component) bool {
+	a.File, b.File = "", ""
+	return reflect.DeepEqual(a, b)
 }
 
 // FileError is a rejected file. Line is 0 when no line can be named.
