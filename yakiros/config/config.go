@@ -1,22 +1,13 @@
-// Package config loads component declarations: one TOML file per component in
-// a directory (normally /etc/graph.d), read in sorted order. A file that is not
-// valid is rejected with a "file:line: message" error and the others still
-// load, so one typo never keeps the rest of the system down.
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/BurntSushi/toml"
 
 	"yakimg/yakiros/capability"
 )
@@ -46,12 +37,20 @@ type Component struct {
 	Readiness  Readiness
 	Health     Health
 	Restart    Restart
-	Handoff    string         // "none", "fd-passing", "state-file", "checkpoint"
+	Handoff    string         // one of the Handoff* constants; default HandoffNone
 	Reload     syscall.Signal // reload_signal; 0 = none
 	Resources  Resources
 	Isolation  Isolation
 	Checkpoint Checkpoint
 }
+
+// Handoff methods: how a running service passes its work to a new instance.
+const (
+	HandoffNone       = "none"       // the old instance stops, the new one starts
+	HandoffFDPassing  = "fd-passing" // listening and established sockets move over
+	HandoffStateFile  = "state-file" // the service saves and reloads its own state
+	HandoffCheckpoint = "checkpoint" // CRIU dump and restore of the process
+)
 
 // ReadinessMethod says how a started service tells that it is ready.
 type ReadinessMethod string
@@ -112,8 +111,8 @@ type Isolation struct {
 // Checkpoint is [checkpoint].
 type Checkpoint struct {
 	Enabled          bool
-	PreserveFDs      []string
-	LeaveRunning     bool // default true
+	PreserveFDs      []string // sorted, no duplicates
+	LeaveRunning     bool     // default true
 	MemoryEstimateMB int
 	MaxAge           time.Duration // default 24h
 }
@@ -170,7 +169,7 @@ func Load(dir string) ([]Component, []error) {
 			continue
 		}
 		if prev, taken := owner[c.Name]; taken {
-			errs = append(errs, &FileError{File: path, Line: keyLine(data, toml.Key{"component", "name"}),
+			errs = append(errs, &FileError{File: path, Line: keyLine(data, "component", "name"),
 				Msg: fmt.Sprintf("duplicate component name %q (already declared by %s)", c.Name, prev)})
 			continue
 		}
@@ -178,238 +177,4 @@ func Load(dir string) ([]Component, []error) {
 		comps = append(comps, c)
 	}
 	return comps, errs
-}
-
-// Parse validates one declaration; file names it in errors.
-func Parse(file string, data []byte) (Component, error) {
-	var raw struct {
-		Component struct {
-			Name   str     `toml:"name"`
-			Binary str     `toml:"binary"`
-			Args   strList `toml:"args"`
-			Type   str     `toml:"type"`
-		} `toml:"component"`
-		Provides struct {
-			Capabilities strList `toml:"capabilities"`
-		} `toml:"provides"`
-		Requires struct {
-			Capabilities strList `toml:"capabilities"`
-		} `toml:"requires"`
-	}
-	fail := func(key toml.Key, format string, args ...any) (Component, error) {
-		line := 0
-		if key != nil {
-			line = keyLine(data, key)
-		}
-		return Component{}, &FileError{File: file, Line: line, Msg: fmt.Sprintf(format, args...)}
-	}
-
-	md, err := toml.Decode(string(data), &raw)
-	for _, section := range []string{"component", "provides", "requires"} {
-		if t := md.Type(section); t != "" && t != "Hash" {
-			return fail(toml.Key{section}, "[%s] must be a single table, not %s", section, metaType(t))
-		}
-	}
-	if err != nil {
-		var pe toml.ParseError
-		if !errors.As(err, &pe) {
-			return fail(nil, "%v", err)
-		}
-		// Syntax errors come before any key is known; value errors (from
-		// str and strList) carry the key they are about.
-		msg := pe.Message
-		if len(md.Keys()) > 0 && pe.LastKey != "" {
-			msg = pe.LastKey + ": " + msg
-		}
-		return Component{}, &FileError{File: file, Line: pe.Position.Line, Msg: msg}
-	}
-
-	undecoded := map[string]bool{}
-	for _, k := range md.Undecoded() {
-		undecoded[k.String()] = true
-	}
-	for _, k := range md.Keys() {
-		// The decoder matches field names case-insensitively; keys are not.
-		if !undecoded[k.String()] && k.String() == strings.ToLower(k.String()) {
-			continue
-		}
-		switch {
-		case len(k) > 1:
-			return fail(k, "unknown key %q in [%s]", k[len(k)-1], strings.Join(k[:len(k)-1], "."))
-		case md.Type(k...) == "Hash" || md.Type(k...) == "ArrayHash":
-			return fail(k, "unknown section [%s]", k[0])
-		default:
-			return fail(k, "key %q is outside any section; it belongs in [component], [provides] or [requires]", k[0])
-		}
-	}
-
-	c := Component{
-		File:     file,
-		Name:     string(raw.Component.Name),
-		Binary:   string(raw.Component.Binary),
-		Args:     raw.Component.Args,
-		Type:     Type(raw.Component.Type),
-		Provides: raw.Provides.Capabilities,
-		Requires: raw.Requires.Capabilities,
-	}
-	switch {
-	case !md.IsDefined("component", "name"):
-		return fail(toml.Key{"component"}, "[component] has no name")
-	case !validName.MatchString(c.Name):
-		return fail(toml.Key{"component", "name"}, "component name %q: use letters, digits, '.', '_' and '-', not starting with '.'", c.Name)
-	case !md.IsDefined("component", "binary"):
-		return fail(toml.Key{"component"}, "component %q has no binary", c.Name)
-	case !filepath.IsAbs(c.Binary):
-		return fail(toml.Key{"component", "binary"}, "binary %q must be an absolute path", c.Binary)
-	}
-	switch c.Type {
-	case "":
-		c.Type = Service
-	case Service, Oneshot:
-	default:
-		return fail(toml.Key{"component", "type"}, "type %q must be \"service\" or \"oneshot\"", c.Type)
-	}
-	for _, section := range []string{"provides", "requires"} {
-		caps := c.Provides
-		if section == "requires" {
-			caps = c.Requires
-		}
-		seen := map[string]bool{}
-		for _, name := range caps {
-			key := toml.Key{section, "capabilities"}
-			if name == "" || strings.ContainsAny(name, " \t\r\n") {
-				return fail(key, "capability name %q in [%s] must be non-empty and contain no whitespace", name, section)
-			}
-			if seen[name] {
-				return fail(key, "capability %q listed twice in [%s]", name, section)
-			}
-			seen[name] = true
-		}
-	}
-	return c, nil
-}
-
-// validName keeps names usable as file names (/run/graph/<name>.log).
-var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`)
-
-// str is a TOML string; anything else is rejected with a readable message.
-type str string
-
-func (s *str) UnmarshalTOML(v any) error {
-	t, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("must be a string, not %s", tomlType(v))
-	}
-	*s = str(t)
-	return nil
-}
-
-// strList is a TOML array of strings.
-type strList []string
-
-func (l *strList) UnmarshalTOML(v any) error {
-	items, ok := v.([]any)
-	if !ok {
-		return fmt.Errorf("must be an array of strings, not %s", tomlType(v))
-	}
-	out := make([]string, 0, len(items))
-	for i, item := range items {
-		t, ok := item.(string)
-		if !ok {
-			return fmt.Errorf("element %d must be a string, not %s", i+1, tomlType(item))
-		}
-		out = append(out, t)
-	}
-	*l = out
-	return nil
-}
-
-// tomlType names a decoded TOML value's type the way the TOML spec does.
-func tomlType(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case map[string]any, []map[string]any:
-		return "a table"
-	default:
-		return "a date/time"
-	}
-}
-
-// metaType names a toml.MetaData type string for messages.
-func metaType(t string) string {
-	switch t {
-	case "ArrayHash":
-		return "an array of tables"
-	case "Integer", "Array":
-		return "an " + strings.ToLower(t)
-	default:
-		return "a " + strings.ToLower(t)
-	}
-}
-
-// keyLine finds the line on which key is set (or its table header), for
-// messages about values the TOML decoder accepted. It understands the plain
-// layouts people write ("[table]", "key = value", dotted keys); a key it
-// cannot find (say, inside an inline table) is looked up by its parent, and 0
-// means no line could be named.
-func keyLine(data []byte, key toml.Key) int {
-	for ; len(key) > 0; key = key[:len(key)-1] {
-		if n := findKey(data, key); n > 0 {
-			return n
-		}
-	}
-	return 0
-}
-
-func findKey(data []byte, key toml.Key) int {
-	var table []string
-	for i, line := range strings.Split(string(data), "\n") {
-		s := strings.TrimSpace(line)
-		var full []string
-		switch {
-		case s == "" || s[0] == '#':
-			continue
-		case strings.HasPrefix(s, "[["):
-			end := strings.Index(s, "]]")
-			if end < 0 {
-				continue
-			}
-			table = splitKey(s[2:end])
-			full = table
-		case s[0] == '[':
-			end := strings.IndexByte(s, ']')
-			if end < 0 {
-				continue
-			}
-			table = splitKey(s[1:end])
-			full = table
-		default:
-			eq := strings.IndexByte(s, '=')
-			if eq < 0 {
-				continue
-			}
-			full = append(append([]string(nil), table...), splitKey(s[:eq])...)
-		}
-		if len(full) >= len(key) && slices.Equal(full[:len(key)], []string(key)) {
-			return i + 1
-		}
-	}
-	return 0
-}
-
-func splitKey(s string) []string {
-	parts := strings.Split(s, ".")
-	for i, p := range parts {
-		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
-	}
-	return parts
 }
