@@ -1,0 +1,119 @@
+package readiness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"yakimg/yakiros/supervise"
+)
+
+// pollCommand runs the check every Interval until it succeeds.
+func (m *Manager) pollCommand(w *watch) error {
+	if w.cfg.Command == "" {
+		return errors.New("no readiness command given")
+	}
+	if w.cfg.Interval <= 0 {
+		return fmt.Errorf("readiness interval %v is not positive", w.cfg.Interval)
+	}
+	for {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		next := time.Now().Add(w.cfg.Interval)
+		err := m.runCheck(w)
+		if err == nil {
+			return nil
+		}
+		w.last = err.Error()
+		wait := time.NewTimer(time.Until(next))
+		select {
+		case <-wait.C:
+		case <-w.poke:
+		case <-w.ctx.Done():
+		}
+		wait.Stop()
+	}
+}
+
+// runCheck runs the check once, killing it after Interval (counted from
+// the fork, so a slow fork does not eat a check's time) or when w ends.
+// Either way its whole process group is killed afterwards: a check leaves
+// nothing behind.
+func (m *Manager) runCheck(w *watch) error {
+	pid, exited, err := m.spawn(w)
+	if err != nil {
+		return err
+	}
+	// The group outlives its leader only while members remain, so this can
+	// reach another group only if pids wrapped around meanwhile.
+	defer unix.Kill(-pid, unix.SIGKILL)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.Interval)
+	defer cancel()
+	select {
+	case e := <-exited:
+		if !e.Success() {
+			return fmt.Errorf("%s", e)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("killed after %v without exiting", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// spawn forks /bin/sh -c Command in a process group of its own, output to
+// the component's log. The fork and the registration of its pid happen
+// under procMu, which Exited also takes, so the loop cannot report the exit
+// of a pid not yet registered.
+func (m *Manager) spawn(w *watch) (int, <-chan supervise.Exit, error) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, nil, fmt.Errorf("start check: %w", err)
+	}
+	defer null.Close()
+	out := null
+	if m.opts.LogDir != "" {
+		path := filepath.Join(m.opts.LogDir, w.name+".log")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return 0, nil, fmt.Errorf("start check: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	m.procMu.Lock()
+	defer m.procMu.Unlock()
+	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", w.cfg.Command}, &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   os.Environ(),
+		Files: []uintptr{null.Fd(), out.Fd(), out.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("start check: %w", err)
+	}
+	ch := make(chan supervise.Exit, 1)
+	m.procs[pid] = ch
+	return pid, ch, nil
+}
+
+// Exited claims e if it is the exit of a check: PID 1's loop reaps every
+// child (supervise.Reap) and passes each exit that is not one of its
+// components here. It never blocks for long: at most for a fork in progress.
+func (m *Manager) Exited(e supervise.Exit) bool {
+	m.procMu.Lock()
+	ch, ok := m.procs[e.Pid]
+	delete(m.procs, e.Pid)
+	m.procMu.Unlock()
+	if ok {
+		ch <- e // buffered; nobody else sends
+	}
+	return ok
+}
