@@ -67,6 +67,26 @@ func Fail(msg string) Response {
 	return Response{Error: msg, Data: json.RawMessage("null")}
 }
 
+// DecodeRequest reads one request: a JSON object with a non-empty
+// "command" and optional "args", nothing else, at most maxRequest bytes.
+// It reads no further than the end of that object, so a client need not
+// close its side before reading the reply.
+func DecodeRequest(r io.Reader) (Request, error) {
+	var req Request
+	dec := json.NewDecoder(io.LimitReader(r, maxRequest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("incomplete request (at most %d bytes of JSON): %w", maxRequest, err)
+		}
+		return Request{}, fmt.Errorf("bad request: %w", err)
+	}
+	if req.Command == "" {
+		return Request{}, errors.New(`bad request: no "command"`)
+	}
+	return req, nil
+}
+
 // Call is one request waiting for the event loop's answer.
 type Call struct {
 	Request Request
@@ -195,10 +215,7 @@ func later(a, b time.Time) time.Time {
 func (s *Server) answer(conn *net.UnixConn, deadline time.Time) Response {
 	// The request is read even from a client about to be refused, so that
 	// its write never fails before it can read why.
-	var req Request
-	dec := json.NewDecoder(io.LimitReader(conn, maxRequest))
-	dec.DisallowUnknownFields()
-	decodeErr := dec.Decode(&req)
+	req, decodeErr := DecodeRequest(conn)
 	cred, err := peerCred(conn)
 	if err != nil {
 		return Fail(err.Error())
@@ -207,7 +224,7 @@ func (s *Server) answer(conn *net.UnixConn, deadline time.Time) Response {
 		return Fail(fmt.Sprintf("permission denied: uid %d may not use the control socket", cred.Uid))
 	}
 	if decodeErr != nil {
-		return Fail(fmt.Sprintf("bad request: %v", decodeErr))
+		return Fail(decodeErr.Error())
 	}
 	call := &Call{Request: req, PeerPid: int(cred.Pid), reply: make(chan Response, 1)}
 	timer := time.NewTimer(time.Until(deadline))

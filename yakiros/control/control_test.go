@@ -105,7 +105,7 @@ func TestLargeReply(t *testing.T) {
 func TestBadRequests(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ctl.sock")
 	serve(t, path, echo)
-	for _, req := range []string{"status\n", `{"command":"status","bogus":1}`} {
+	for _, req := range []string{"status\n", `{"command":"status","bogus":1}`, `{"args":["x"]}`, "null"} {
 		conn, err := net.Dial("unix", path)
 		if err != nil {
 			t.Fatal(err)
@@ -118,6 +118,29 @@ func TestBadRequests(t *testing.T) {
 		if err != nil || resp.OK || !strings.HasPrefix(resp.Error, "bad request: ") {
 			t.Errorf("request %q: response %+v, %v; want ok=false, bad request", req, resp, err)
 		}
+	}
+}
+
+// A request larger than the limit is refused once the limit is read; the
+// server neither reads nor buffers the rest.
+func TestHugeRequest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	serve(t, path, echo)
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(4 * Timeout))
+	go func() {
+		io.WriteString(conn, `{"command":"`)
+		// The server stops reading and closes: the write fails then.
+		conn.Write([]byte(strings.Repeat("a", 10<<20)))
+	}()
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil || resp.OK ||
+		!strings.HasPrefix(resp.Error, "bad request: incomplete request (at most 65536 bytes of JSON)") {
+		t.Errorf("10 MB request: response %+v, %v; want ok=false, bad request", resp, err)
 	}
 }
 

@@ -12,7 +12,7 @@ type StatusData struct {
 type ComponentStatus struct {
 	Name     string   `json:"name"`
 	Type     string   `json:"type"`  // service | oneshot
-	State    string   `json:"state"` // INACTIVE, STARTING, READY_WAIT, ACTIVE, DEGRADED, FAILED, DONE, STOPPING
+	State    string   `json:"state"` // INACTIVE, STARTING, READY_WAIT, ACTIVE, DEGRADED, FAILED, DONE, CYCLE, STOPPING
 	Pid      int      `json:"pid"`   // 0 when no process is running
 	UptimeMS int64    `json:"uptime_ms"`
 	Restarts int      `json:"restarts"` // starts after the first
@@ -36,4 +36,28 @@ type CapabilityStatus struct {
 // ActionData answers "poweroff" and "reboot".
 type ActionData struct {
 	Action string `json:"action"`
+}
+
+// LogData answers "log".
+type LogData struct {
+	Component string   `json:"component"`
+	Path      string   `json:"path"`
+	Lines     []string `json:"lines"` // oldest first, without newlines
+}
+
+// ResolveData answers "resolve".
+type ResolveData struct {
+	Reset   []string `json:"reset"`   // FAILED components whose restart count was reset
+	Started []string `json:"started"` // components the pass started
+	Failed  []string `json:"failed"`  // "name: reason" for starts that failed at once
+}
+
+// ReloadData answers "reload": component names by what the reload did.
+type ReloadData struct {
+	Unchanged []string `json:"unchanged"` // left running (or not) untouched
+	Changed   []string `json:"changed"`   // restarted with the new declaration
+	Removed   []string `json:"removed"`   // stopped and forgotten
+	Added     []string `json:"added"`     // new, started when their requirements are up
+	Kept      []string `json:"kept"`      // their file is now rejected: left as they were
+	Rejected  []string `json:"rejected"`  // "file:line: message" for each rejected file
 }

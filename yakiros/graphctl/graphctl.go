@@ -10,7 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"yakimg/yakiros/control"
 )
@@ -20,10 +25,14 @@ const usage = `Usage: graphctl [--socket PATH] [--json] <command> [args...]
 Asks graph-resolver, YakirOS's init, over its control socket.
 
 Commands:
-  status      every component: state, pid, uptime, restarts
-  caps        every capability: UP or DOWN, and its providers
-  poweroff    stop all components in reverse dependency order, power off
-  reboot      stop all components in reverse dependency order, reboot
+  status                    every component: state, pid, uptime, restarts
+  caps                      every capability: UP or DOWN, and its providers
+  log <component> [lines]   the last lines of a component's log (default 20)
+  resolve                   run a resolution pass now; FAILED components that
+                            gave up (restarting too fast) try again
+  reload                    re-read the component directory and apply changes
+  poweroff                  stop all components in reverse dependency order, power off
+  reboot                    stop all components in reverse dependency order, reboot
 
 Options:
   --socket PATH   control socket (default $GRAPHCTL_SOCKET or /run/graph-resolver.sock)
@@ -35,6 +44,7 @@ reports an error, 2 on a usage error.
 Example:
   graphctl status
   graphctl --json caps
+  graphctl log web 50
 `
 
 // Main runs graphctl with args (without the program name) and returns its
@@ -59,7 +69,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 
 	resp, err := control.Do(ctx, *socket, control.Request{Command: fs.Arg(0), Args: fs.Args()[1:]})
 	if err != nil {
-		fmt.Fprintf(stderr, "graphctl: %v\n", err)
+		fmt.Fprintf(stderr, "graphctl: %s\n", unreachable(*socket, err, "/proc"))
 		return 1
 	}
 	if !resp.OK {
@@ -81,4 +91,41 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		io.WriteString(stdout, "\n")
 	}
 	return 0
+}
+
+// unreachable says in one line why the control socket could not be used
+// and, when it is missing or dead, whether graph-resolver runs at all
+// (found in procDir, normally /proc).
+func unreachable(socket string, err error, procDir string) string {
+	var what string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		what = fmt.Sprintf("control socket %s does not exist", socket)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		what = fmt.Sprintf("nothing listens on control socket %s", socket)
+	default:
+		return err.Error()
+	}
+	pids := processes(procDir, "graph-resolver")
+	if len(pids) == 0 {
+		return what + "; graph-resolver is not running"
+	}
+	return fmt.Sprintf("%s; graph-resolver is running (pid %s) but not on this socket: check --socket and $GRAPHCTL_SOCKET",
+		what, strings.Join(pids, ", "))
+}
+
+// processes lists the pids in procDir whose command name is name.
+func processes(procDir, name string) []string {
+	entries, _ := os.ReadDir(procDir)
+	var pids []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join(procDir, e.Name(), "comm"))
+		if err == nil && strings.TrimSpace(string(comm)) == name {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
 }

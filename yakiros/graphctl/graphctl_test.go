@@ -3,8 +3,12 @@ package graphctl
 import (
 	"bytes"
 	"context"
+	"net"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"yakimg/yakiros/control"
@@ -80,10 +84,46 @@ func TestSocketFromEnvironment(t *testing.T) {
 	}
 }
 
+// Without a server graphctl says so in exactly one line, naming the socket
+// and whether graph-resolver runs (another test binary may be running one).
 func TestNoServer(t *testing.T) {
-	code, out, errOut := run("--socket", filepath.Join(t.TempDir(), "none.sock"), "status")
-	if code != 1 || out != "" || !strings.HasPrefix(errOut, "graphctl: connect to graph-resolver: ") {
-		t.Errorf("graphctl without a server = %d, %q, %q; want 1 and a connect error", code, out, errOut)
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	code, out, errOut := run("--socket", missing, "status")
+	want := regexp.MustCompile(`^graphctl: control socket ` + regexp.QuoteMeta(missing) +
+		` does not exist; graph-resolver is (not running|running \(pid \d+(, \d+)*\) but not on this socket: check --socket and \$GRAPHCTL_SOCKET)\n$`)
+	if code != 1 || out != "" || !want.MatchString(errOut) {
+		t.Errorf("graphctl without a socket = %d, %q, %q; want 1 and one line matching %s", code, out, errOut, want)
+	}
+
+	// A socket file nobody listens on (left by a crash).
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	code, _, errOut = run("--socket", stale, "status")
+	if code != 1 || !strings.HasPrefix(errOut, "graphctl: nothing listens on control socket "+stale+"; graph-resolver is ") ||
+		strings.Count(errOut, "\n") != 1 {
+		t.Errorf("graphctl with a stale socket = %d, %q; want 1 and one line", code, errOut)
+	}
+}
+
+func TestUnreachableNamesRunningResolver(t *testing.T) {
+	proc := t.TempDir()
+	for pid, comm := range map[string]string{"1": "graph-resolver\n", "42": "sleep\n", "self": "graph-resolver\n", "77": "graph-resolver\n"} {
+		os.MkdirAll(filepath.Join(proc, pid), 0o755)
+		os.WriteFile(filepath.Join(proc, pid, "comm"), []byte(comm), 0o644)
+	}
+	err := &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.ENOENT)}
+	got := unreachable("/run/x.sock", err, proc)
+	want := "control socket /run/x.sock does not exist; graph-resolver is running (pid 1, 77) but not on this socket: check --socket and $GRAPHCTL_SOCKET"
+	if got != want {
+		t.Errorf("unreachable = %q; want %q", got, want)
+	}
+	if got := unreachable("/run/x.sock", err, t.TempDir()); got != "control socket /run/x.sock does not exist; graph-resolver is not running" {
+		t.Errorf("unreachable without graph-resolver = %q", got)
 	}
 }
 

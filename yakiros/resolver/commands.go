@@ -12,28 +12,42 @@ import (
 
 // commands lists what the control socket understands, for the reply to an
 // unknown command.
-const commands = "status, caps (or capabilities), poweroff, reboot"
+const commands = "status, caps (or capabilities), log <component> [lines], resolve, reload, poweroff, reboot"
 
-// command answers one control request from process peer. It runs on the
-// event loop.
-func (l *loop) command(req control.Request, peer int) control.Response {
-	noArgs := func(answer func() control.Response) control.Response {
+// handle answers one control call. It runs on the event loop; a command
+// whose answer needs slow work replies from a goroutine of its own.
+func (l *loop) handle(c *control.Call) {
+	req := c.Request
+	noArgs := func(answer func() control.Response) {
 		if len(req.Args) > 0 {
-			return control.Fail(fmt.Sprintf("%s takes no arguments, got %q", req.Command, req.Args))
+			c.Reply(control.Fail(fmt.Sprintf("%s takes no arguments, got %q", req.Command, req.Args)))
+			return
 		}
-		return answer()
+		c.Reply(answer())
 	}
 	switch req.Command {
 	case "status":
-		return noArgs(l.status)
+		noArgs(l.status)
 	case "caps", "capabilities":
-		return noArgs(l.capabilities)
+		noArgs(l.capabilities)
+	case "log":
+		l.logCommand(c)
+	case "resolve":
+		noArgs(l.resolveCommand)
+	case "reload":
+		noArgs(func() control.Response {
+			d, err := l.reload("graphctl reload")
+			if err != nil {
+				return control.Fail(err.Error())
+			}
+			return control.OK(reloadText(l.configDir, d), d)
+		})
 	case "poweroff":
-		return noArgs(func() control.Response { return l.requestHalt(machine.PowerOff, peer, "Powering off") })
+		noArgs(func() control.Response { return l.requestHalt(machine.PowerOff, c.PeerPid, "Powering off") })
 	case "reboot":
-		return noArgs(func() control.Response { return l.requestHalt(machine.Reboot, peer, "Rebooting") })
+		noArgs(func() control.Response { return l.requestHalt(machine.Reboot, c.PeerPid, "Rebooting") })
 	default:
-		return control.Fail(fmt.Sprintf("Unknown command: %s\nAvailable commands: %s", req.Command, commands))
+		c.Reply(control.Fail(fmt.Sprintf("Unknown command: %s\nAvailable commands: %s", strings.Join(append([]string{req.Command}, req.Args...), " "), commands)))
 	}
 }
 
@@ -46,6 +60,43 @@ func (l *loop) requestHalt(a machine.Action, peer int, text string) control.Resp
 	l.beginShutdown(a, fmt.Sprintf("control socket, pid %d", peer))
 	l.halt.requester = l.unitOf(peer)
 	return control.OK(text, control.ActionData{Action: a.String()})
+}
+
+// resolveCommand resets the restart count of every FAILED component and
+// runs a resolution pass at once.
+func (l *loop) resolveCommand() control.Response {
+	if l.halt != nil {
+		return control.Fail(fmt.Sprintf("not resolving: shutting down for %v", l.halt.action))
+	}
+	d := control.ResolveData{Reset: []string{}, Started: []string{}, Failed: []string{}}
+	for _, u := range l.units {
+		if u.state == Failed {
+			l.resetRestarts(u)
+			d.Reset = append(d.Reset, u.Name)
+		}
+	}
+	for _, u := range l.resolve() {
+		if u.alive {
+			d.Started = append(d.Started, u.Name)
+		} else {
+			d.Failed = append(d.Failed, u.Name+": "+u.reason)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("Resolution pass complete\n")
+	if len(d.Reset) > 0 {
+		fmt.Fprintf(&b, "  restart count reset: %s\n", strings.Join(d.Reset, ", "))
+	}
+	if len(d.Started) == 0 && len(d.Failed) == 0 {
+		b.WriteString("  nothing to start\n")
+	}
+	if len(d.Started) > 0 {
+		fmt.Fprintf(&b, "  started: %s\n", strings.Join(d.Started, ", "))
+	}
+	for _, f := range d.Failed {
+		fmt.Fprintf(&b, "  failed to start: %s\n", f)
+	}
+	return control.OK(b.String(), d)
 }
 
 var (

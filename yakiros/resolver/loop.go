@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"time"
 
@@ -18,45 +17,57 @@ import (
 	"yakimg/yakiros/supervise"
 )
 
-// stopGrace is how long a process has between SIGTERM and SIGKILL.
-const stopGrace = 3 * time.Second
+// reloadDebounce is how long the config directory must be quiet before a
+// change seen by inotify is loaded: editors save through a temporary file
+// and a rename, and one reload should see the finished result.
+const reloadDebounce = 200 * time.Millisecond
 
-// unit is a component and what the loop knows about it at run time.
-type unit struct {
-	config.Component
-	state  State
-	pid    int       // latest process; it is running while alive is true
-	alive  bool      // forked and not yet reaped
-	since  time.Time // when the latest process started
-	starts int
-	reason string    // why the state is FAILED, STOPPING or INACTIVE again
-	killAt time.Time // when a process that was sent SIGTERM gets SIGKILL
-}
-
-// loop is the single owner of all run-time state: units, capabilities and
-// shutdown progress. Everything reaches it as an event on one goroutine, so
-// nothing here needs a lock.
+// loop is the single owner of all run-time state: units, capabilities,
+// timers and shutdown progress. Everything reaches it as an event on one
+// goroutine, so nothing here needs a lock, and nothing here may block:
+// slow work (reading a log for `log`) runs elsewhere and replies by itself.
 type loop struct {
-	log     *logger
-	pid1    bool
-	logDir  string
-	units   []*unit // the kernel pseudo-component first, then files in order
-	byName  map[string]*unit
-	caps    *capability.Registry
-	started chan supervise.Started
-	quit    chan struct{} // closed when run returns
-	halt    *shutdown     // non-nil once shutdown has begun
+	log       *logger
+	pid1      bool
+	configDir string
+	logs      *supervise.Logs
+	units     []*unit // the kernel pseudo-component first, then files in order
+	byName    map[string]*unit
+	byPid     map[int]*unit // units with a process not yet reaped
+	caps      *capability.Registry
+	rejected  []error // the files the latest load rejected, for validate
+
+	// readiness carries the reports of readiness watchers (one per method
+	// of config.Readiness, run outside the loop) about a READY_WAIT unit.
+	readiness chan readinessReport
+	// dirChanged is signalled by the config directory's watcher.
+	dirChanged chan struct{}
+	reloadAt   time.Time     // when a debounced reload is due
+	quit       chan struct{} // closed when run returns, for senders
+	halt       *shutdown     // non-nil once shutdown has begun
 }
 
-func newLoop(log *logger, pid1 bool, logDir string, comps []config.Component) *loop {
+// readinessReport is a watcher's verdict on one process of a component:
+// ready (err nil) or never going to be (err says why).
+type readinessReport struct {
+	name string
+	pid  int
+	err  error
+}
+
+func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, comps []config.Component, rejected []error) *loop {
 	l := &loop{
-		log:     log,
-		pid1:    pid1,
-		logDir:  logDir,
-		byName:  map[string]*unit{},
-		caps:    capability.NewRegistry(),
-		started: make(chan supervise.Started),
-		quit:    make(chan struct{}),
+		log:        log,
+		pid1:       pid1,
+		configDir:  configDir,
+		logs:       logs,
+		byName:     map[string]*unit{},
+		byPid:      map[int]*unit{},
+		caps:       capability.NewRegistry(),
+		rejected:   rejected,
+		readiness:  make(chan readinessReport),
+		dirChanged: make(chan struct{}, 1),
+		quit:       make(chan struct{}),
 	}
 	kernel := &unit{
 		Component: config.Component{Name: capability.Kernel, Binary: "[kernel]", Type: config.Service,
@@ -82,7 +93,7 @@ func (l *loop) add(u *unit) {
 // should end.
 func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Action {
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	defer close(l.quit)
 
@@ -103,13 +114,17 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 				l.beginShutdown(machine.PowerOff, "SIGTERM")
 			case syscall.SIGINT:
 				l.beginShutdown(machine.Reboot, "SIGINT (Ctrl-Alt-Del)")
+			case syscall.SIGHUP:
+				l.reload("SIGHUP")
 			}
-		case s := <-l.started:
-			l.onStarted(s)
+		case r := <-l.readiness:
+			l.onReadiness(r)
+		case <-l.dirChanged:
+			l.reloadAt = time.Now().Add(reloadDebounce)
 		case c := <-calls:
-			c.Reply(l.command(c.Request, c.PeerPid))
+			l.handle(c)
 		case <-timer.C:
-			l.killOverdue()
+			l.tick(time.Now())
 		case <-ctxDone:
 			ctxDone = nil
 			l.beginShutdown(machine.PowerOff, "context cancelled")
@@ -119,7 +134,9 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 	return l.halt.action
 }
 
-// arm sets timer to the next deadline, if any.
+// arm sets timer to the earliest deadline: a kill after the grace period,
+// the end of a restart back-off, a readiness timeout, a debounced reload or
+// a shutdown phase.
 func (l *loop) arm(timer *time.Timer) {
 	var next time.Time
 	consider := func(t time.Time) {
@@ -129,7 +146,10 @@ func (l *loop) arm(timer *time.Timer) {
 	}
 	for _, u := range l.units {
 		consider(u.killAt)
+		consider(u.restartAt)
+		consider(u.readyBy)
 	}
+	consider(l.reloadAt)
 	if l.halt != nil {
 		consider(l.halt.deadline)
 	}
@@ -139,24 +159,47 @@ func (l *loop) arm(timer *time.Timer) {
 	}
 }
 
+// tick acts on every deadline that has passed.
+func (l *loop) tick(now time.Time) {
+	for _, u := range l.units {
+		if !u.killAt.IsZero() && !now.Before(u.killAt) {
+			l.kill(u)
+		}
+		if !u.restartAt.IsZero() && !now.Before(u.restartAt) {
+			u.restartAt = time.Time{}
+			u.state = Inactive
+			l.log.Infof("component '%s': back-off over, restarting", u.Name)
+		}
+		if !u.readyBy.IsZero() && !now.Before(u.readyBy) {
+			l.stop(u, fmt.Sprintf("readiness timeout after %v", u.readinessTimeout()), Failed)
+		}
+	}
+	if !l.reloadAt.IsZero() && !now.Before(l.reloadAt) {
+		l.reloadAt = time.Time{}
+		l.reload("change in " + l.configDir)
+	}
+}
+
 // resolve starts every inactive component whose requirements are all up and
-// stops every running one that lost a requirement, until nothing changes.
-// Once shutdown has begun it advances shutdown instead.
-func (l *loop) resolve() {
+// stops every running one that lost a requirement, until nothing changes,
+// and returns the components it started. Once shutdown has begun it
+// advances shutdown instead.
+func (l *loop) resolve() (started []*unit) {
 	if l.halt != nil {
 		l.advanceShutdown()
-		return
+		return nil
 	}
 	passes := 0
 	for changed := true; changed; passes++ {
 		changed = false
 		for _, u := range l.units {
 			switch missing := l.missing(u); {
-			case u.state == Inactive && missing == "":
+			case u.state == Inactive && !u.alive && missing == "":
 				l.start(u)
+				started = append(started, u)
 				changed = true
-			case u.alive && u.state != Stopping && u.state != Failed && missing != "":
-				l.stop(u, fmt.Sprintf("requirement '%s' is down", missing))
+			case u.alive && u.state != Stopping && missing != "":
+				l.stop(u, fmt.Sprintf("requirement '%s' is down", missing), Inactive)
 				changed = true
 			}
 		}
@@ -170,6 +213,7 @@ func (l *loop) resolve() {
 		}
 		l.log.Infof("graph stable after %d passes (%d components, %d capabilities up)", passes, len(l.units), up)
 	}
+	return started
 }
 
 // missing returns a requirement of u that is down, or "".
@@ -180,46 +224,6 @@ func (l *loop) missing(u *unit) string {
 		}
 	}
 	return ""
-}
-
-func (l *loop) start(u *unit) {
-	u.starts++
-	pid, err := supervise.Start(supervise.Spec{Name: u.Name, Binary: u.Binary, Args: u.Args, LogDir: l.logDir},
-		func(s supervise.Started) {
-			select {
-			case l.started <- s:
-			case <-l.quit:
-			}
-		})
-	if err != nil {
-		u.state, u.reason = Failed, err.Error()
-		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
-		return
-	}
-	u.state, u.reason = Starting, ""
-	u.pid, u.alive, u.since = pid, true, time.Now()
-	l.log.Infof("starting component '%s' (pid %d)", u.Name, pid)
-}
-
-// onStarted learns whether a process reached its binary.
-func (l *loop) onStarted(s supervise.Started) {
-	u := l.byName[s.Name]
-	if u == nil || u.pid != s.Pid {
-		return // an earlier process of the component
-	}
-	if s.Err != nil {
-		u.reason = s.Err.Error()
-		l.log.Errorf("component '%s' failed to start: %v", u.Name, s.Err)
-		if u.state == Starting {
-			u.state = Failed
-		}
-		return
-	}
-	if u.state == Starting && u.Type == config.Service {
-		u.state = Active
-		l.log.Infof("component '%s' is active (pid %d)", u.Name, u.pid)
-		l.provide(u)
-	}
 }
 
 // reap collects exited children and updates their components.
@@ -233,60 +237,6 @@ func (l *loop) reap() {
 	}
 	for _, e := range exits {
 		l.exited(e)
-	}
-}
-
-func (l *loop) exited(e supervise.Exit) {
-	var u *unit
-	for _, c := range l.units {
-		if c.alive && c.pid == e.Pid {
-			u = c
-		}
-	}
-	if u == nil {
-		l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
-		return
-	}
-	u.alive, u.killAt = false, time.Time{}
-	switch {
-	case u.state == Stopping:
-		u.state = Inactive
-		l.log.Infof("component '%s' stopped (%v)", u.Name, e)
-	case u.state == Failed:
-		// Its exec failed; the reason is already known.
-	case u.Type == config.Oneshot && u.state == Starting && e.Success():
-		u.state = Done
-		l.log.Infof("oneshot '%s' completed", u.Name)
-		l.provide(u)
-	default:
-		u.state, u.reason = Failed, e.String()
-		l.log.Errorf("component '%s' %v", u.Name, e)
-		l.withdraw(u)
-	}
-}
-
-// stop withdraws u's capabilities and asks its process to end; killOverdue
-// sends SIGKILL if it has not ended after stopGrace.
-func (l *loop) stop(u *unit, why string) {
-	l.withdraw(u)
-	u.state, u.reason = Stopping, why
-	u.killAt = time.Now().Add(stopGrace)
-	l.log.Infof("stopping component '%s' (pid %d): %s", u.Name, u.pid, why)
-	if err := supervise.Signal(u.pid, syscall.SIGTERM); err != nil {
-		l.log.Warnf("component '%s': %v", u.Name, err)
-	}
-}
-
-func (l *loop) killOverdue() {
-	now := time.Now()
-	for _, u := range l.units {
-		if u.alive && !u.killAt.IsZero() && !now.Before(u.killAt) {
-			u.killAt = time.Time{}
-			l.log.Warnf("component '%s' (pid %d) ignored SIGTERM for %v; sending SIGKILL", u.Name, u.pid, stopGrace)
-			if err := supervise.Signal(u.pid, syscall.SIGKILL); err != nil {
-				l.log.Warnf("component '%s': %v", u.Name, err)
-			}
-		}
 	}
 }
 
@@ -306,29 +256,11 @@ func (l *loop) withdraw(u *unit) {
 	}
 }
 
-// hasRunningDependent reports whether a running component other than u requires
-// something u provides.
-func (l *loop) hasRunningDependent(u *unit) bool {
-	for _, v := range l.units {
-		if v != u && v.alive && slices.ContainsFunc(v.Requires, func(c string) bool {
-			return slices.Contains(u.Provides, c)
-		}) {
-			return true
-		}
-	}
-	return false
-}
-
 // unitOf returns the running component whose session pid belongs to, if any.
 func (l *loop) unitOf(pid int) *unit {
 	sid, err := unix.Getsid(pid)
 	if err != nil {
 		return nil
 	}
-	for _, u := range l.units {
-		if u.alive && u.pid == sid {
-			return u
-		}
-	}
-	return nil
+	return l.byPid[sid]
 }

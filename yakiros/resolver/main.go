@@ -6,6 +6,19 @@
 // Run as any other PID it is in test mode: no mounts, no killing of foreign
 // processes, no power off; everything else is the same, and a shutdown
 // request makes Main return.
+//
+// One event loop (loop.go) owns all state; signals, control requests, the
+// config directory's watcher and timers reach it as events, and a
+// resolution pass follows every one. lifecycle.go is a component's life:
+// start, readiness, exit, stop (SIGTERM, then SIGKILL after stopGrace) and
+// the restart policy. A FAILED component starts again after a back-off of
+// 1s doubling up to 30s while it has had fewer than restart_max starts
+// within restart_window; past that it stays FAILED, reason "restarting too
+// fast: N starts in W", until `graphctl resolve` or a reload resets the
+// count. A component that loses a requirement is stopped and becomes
+// INACTIVE, and starts again when the requirement returns; a new process is
+// only ever started once the old one has been reaped. reload.go applies a
+// changed config directory (SIGHUP, inotify, `graphctl reload`).
 package resolver
 
 import (
@@ -15,29 +28,37 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
 	"yakimg/yakiros/machine"
+	"yakimg/yakiros/supervise"
 )
 
-const usage = `Usage: graph-resolver [--config-dir DIR] [--control-socket PATH] [--log-dir DIR]
+const usage = `Usage: graph-resolver [--config-dir DIR] [--control-socket PATH] [--log-dir DIR] [--log-max SIZE]
 
 YakirOS init: brings up the components declared in DIR/*.toml as their
 required capabilities come up, and serves graphctl on the control socket.
 Not running as PID 1 it runs in test mode and returns after a shutdown request.
 
+A changed DIR is reloaded (SIGHUP, inotify, or graphctl reload): unchanged
+components keep running, changed ones restart, removed ones stop, new ones
+start. A failed component is restarted after a back-off (1s, doubling up to
+30s) while it has had fewer than restart_max starts within restart_window;
+past that it stays FAILED until graphctl resolve or a reload.
+
 Options:
   --config-dir DIR        component declarations (default /etc/graph.d)
   --control-socket PATH   control socket (default $GRAPHCTL_SOCKET or /run/graph-resolver.sock)
   --log-dir DIR           per-component logs, DIR/<name>.log (default /run/graph)
+  --log-max SIZE          rotate a log to <name>.log.1 at this size: bytes, or with
+                          a K, M or G suffix (default 1M)
 
 Example:
   graph-resolver --config-dir ./graph.d --control-socket /tmp/gr.sock --log-dir /tmp/graph
 `
-
-// defaultPath is PATH for components when the kernel gave PID 1 none.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // bootMachine does PID 1's first duties and opens /dev/kmsg for its log
 // (nil if that fails). Nothing here is fatal: the errors are for the log.
@@ -52,9 +73,6 @@ func bootMachine() (*os.File, []error) {
 			errs = append(errs, err)
 		}
 	}
-	if os.Getenv("PATH") == "" {
-		os.Setenv("PATH", defaultPath)
-	}
 	return kmsg, errs
 }
 
@@ -67,6 +85,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	configDir := fs.String("config-dir", "/etc/graph.d", "")
 	socket := fs.String("control-socket", control.SocketPath(), "")
 	logDir := fs.String("log-dir", "/run/graph", "")
+	logMax := byteSize(1 << 20)
+	fs.Var(&logMax, "log-max", "")
 	flagErr := fs.Parse(args)
 	if flagErr == nil && fs.NArg() > 0 {
 		flagErr = fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -105,7 +125,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	for _, err := range errs {
 		log.Errorf("rejected: %v", err)
 	}
-	l := newLoop(log, pid1, *logDir, comps)
+	logs := supervise.NewLogs(*logDir, int64(logMax), log.Warnf)
+	l := newLoop(log, pid1, *configDir, logs, comps, errs)
+	if w, err := watchDir(*configDir, l.dirChanged); err != nil {
+		log.Warnf("%v; reload with SIGHUP or graphctl reload", err)
+	} else {
+		defer w.Close()
+	}
 
 	calls := make(chan *control.Call)
 	srv, err := control.Listen(*socket, calls, log.Warnf)
@@ -134,4 +160,23 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	log.Infof("%v", action)
 	log.Errorf("%v", machine.Halt(action))
 	return 1
+}
+
+// byteSize is a size flag: bytes, or a number with a K, M or G suffix
+// (binary multiples).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	digits, mult := s, int64(1)
+	if i := len(s) - 1; i > 0 && strings.IndexByte("KMG", s[i]) >= 0 {
+		digits, mult = s[:i], map[byte]int64{'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}[s[i]]
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("size %q: want a positive number of bytes, optionally with K, M or G", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

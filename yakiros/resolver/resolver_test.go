@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,10 +77,13 @@ type instance struct {
 	done   chan int
 	cancel context.CancelFunc
 	pids   map[int]bool // every component process seen, killed if left over
+	extra  []string     // more graph-resolver flags
 }
 
-// decl writes a component declaration into the config dir.
-func decl(t *testing.T, dir, file, name, typ, binary string, args, requires, provides []string) {
+// decl writes a component declaration into the config dir. lifecycle
+// lines go into [lifecycle]; unless they set restart_max, the component is
+// never restarted (restart_max = 0), so that a test's failures stay failed.
+func decl(t testing.TB, dir, file, name, typ, binary string, args, requires, provides []string, lifecycle ...string) {
 	t.Helper()
 	q := func(list []string) string {
 		b, _ := json.Marshal(list)
@@ -88,8 +92,11 @@ func decl(t *testing.T, dir, file, name, typ, binary string, args, requires, pro
 		}
 		return string(b)
 	}
-	text := fmt.Sprintf("[component]\nname = %q\nbinary = %q\nargs = %s\ntype = %q\n\n[requires]\ncapabilities = %s\n\n[provides]\ncapabilities = %s\n",
-		name, binary, q(args), typ, q(requires), q(provides))
+	if !slices.ContainsFunc(lifecycle, func(l string) bool { return strings.HasPrefix(l, "restart_max") }) {
+		lifecycle = append(lifecycle, "restart_max = 0")
+	}
+	text := fmt.Sprintf("[component]\nname = %q\nbinary = %q\nargs = %s\ntype = %q\n\n[requires]\ncapabilities = %s\n\n[provides]\ncapabilities = %s\n\n[lifecycle]\n%s\n",
+		name, binary, q(args), typ, q(requires), q(provides), strings.Join(lifecycle, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +124,7 @@ func (in *instance) start() {
 	in.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
-	args := []string{"--config-dir", in.dir, "--control-socket", in.socket, "--log-dir", in.logDir}
+	args := append([]string{"--config-dir", in.dir, "--control-socket", in.socket, "--log-dir", in.logDir}, in.extra...)
 	go func() { in.done <- Main(ctx, args, nil, &bytes.Buffer{}, in.log) }()
 	in.t.Cleanup(func() {
 		cancel()
@@ -351,7 +358,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Errors exit non-zero with the message on stderr.
 	code, out, errOut = in.ctl("bogus", "x")
-	if code == 0 || out != "" || !strings.Contains(errOut, "Unknown command: bogus\nAvailable commands: status, caps") {
+	if code == 0 || out != "" || !strings.Contains(errOut, "Unknown command: bogus x\nAvailable commands: status, caps") {
 		t.Errorf("graphctl bogus = %d, stdout %q, stderr %q; want non-zero and the command list", code, out, errOut)
 	}
 	if code, _, errOut = in.ctl("status", "extra"); code == 0 || !strings.Contains(errOut, "status takes no arguments") {
@@ -398,7 +405,7 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := os.Stat(in.socket); !os.IsNotExist(err) {
 		t.Errorf("control socket left behind: %v", err)
 	}
-	if code, _, errOut := in.ctl("status"); code == 0 || !strings.Contains(errOut, "connect to graph-resolver") {
+	if code, _, errOut := in.ctl("status"); code == 0 || !strings.Contains(errOut, "control socket "+in.socket+" does not exist") {
 		t.Errorf("graphctl status after poweroff = %d, %q; want a connect error", code, errOut)
 	}
 }

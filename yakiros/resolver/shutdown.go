@@ -119,14 +119,14 @@ func (l *loop) stopNextComponents() bool {
 				continue
 			}
 		}
-		l.stop(u, "shutdown")
+		l.stop(u, "shutdown", Inactive)
 		progress = true
 	}
 	if !progress {
 		// Only a dependency cycle can keep everything waiting on
 		// everything else; break it by stopping all of them.
 		for _, u := range running {
-			l.stop(u, "shutdown")
+			l.stop(u, "shutdown", Inactive)
 		}
 	}
 	return len(running) > 0

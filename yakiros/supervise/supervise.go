@@ -1,81 +1,92 @@
 // Package supervise starts component processes and reaps them. Every process
-// runs in its own session with stdout and stderr appended to
-// <LogDir>/<name>.log. Only Reap collects exit statuses: the caller (PID 1's
-// event loop) calls it on every SIGCHLD, so orphans are reaped too.
+// runs in its own session, in /, with /dev/null as stdin and a clean
+// environment; its stdout and stderr go through a pipe into its log (see
+// Logs). Only Reap collects exit statuses: the caller (PID 1's event loop)
+// calls it on every SIGCHLD, so orphans are reaped too.
 package supervise
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
 // Spec is what Start needs to run one component.
 type Spec struct {
 	Name   string
-	Binary string
+	Binary string   // absolute path; no PATH lookup
 	Args   []string // argv[1:]
-	LogDir string
+	Env    []string // KEY=VALUE added to the base environment (see Start)
 }
 
-// Started reports whether a process started by Start reached its binary.
-type Started struct {
-	Name string
-	Pid  int
-	Err  error // nil when exec succeeded
-}
+// defaultPath is the children's PATH when PID 1 has none (the kernel gives
+// init no PATH).
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// Start forks a process for spec and returns its pid. The process first runs
-// this program's launcher (see launch.go), which writes the log header and
-// execs spec.Binary under the same pid; report is called once, from another
-// goroutine, when that exec has succeeded or failed. A failed exec also ends
-// the process with status 127.
-func Start(spec Spec, report func(Started)) (int, error) {
-	if err := os.MkdirAll(spec.LogDir, 0o755); err != nil {
-		return 0, fmt.Errorf("start %s: %w", spec.Name, err)
+// environment is what a child gets: PATH (PID 1's, or defaultPath),
+// HOME=/, TERM if PID 1 has one, then extra. Nothing else of PID 1's
+// environment leaks into components.
+func environment(extra []string) []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = defaultPath
 	}
-	logPath := filepath.Join(spec.LogDir, spec.Name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	env := []string{"PATH=" + path, "HOME=/"}
+	if term := os.Getenv("TERM"); term != "" {
+		env = append(env, "TERM="+term)
+	}
+	return append(env, extra...)
+}
+
+// Start runs spec and returns its pid once the binary is executing:
+// syscall.ForkExec reports a failed exec synchronously (through a
+// close-on-exec pipe) and reaps that child itself, so an error here means
+// no process is left. Output is copied into logs by a goroutine of its own,
+// after the header line "[<epoch>] Starting component '<name>' (pid P)"; a
+// failed start is noted in the log too.
+func Start(spec Spec, logs *Logs) (int, error) {
+	f, err := logs.open(spec.Name)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	defer logFile.Close()
+	pid, r, err := forkExec(spec)
+	if err != nil {
+		go func() {
+			f.note(fmt.Sprintf("Failed to start component '%s': %v", spec.Name, err))
+			logs.release(f)
+		}()
+		return 0, err
+	}
+	go logs.copy(f, r, fmt.Sprintf("Starting component '%s' (pid %d)", spec.Name, pid))
+	return pid, nil
+}
+
+// forkExec starts the process with its output on a pipe and returns the
+// pipe's read end.
+func forkExec(spec Spec) (int, *os.File, error) {
 	null, err := os.Open(os.DevNull)
 	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", spec.Name, err)
+		return 0, nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	defer null.Close()
-	statusR, statusW, err := os.Pipe()
+	r, w, err := os.Pipe()
 	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", spec.Name, err)
+		return 0, nil, fmt.Errorf("start %s: output pipe: %w", spec.Name, err)
 	}
-	defer statusW.Close()
-
+	defer w.Close()
 	argv := append([]string{spec.Binary}, spec.Args...)
-	pid, err := syscall.ForkExec("/proc/self/exe", argv, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(spec.Binary, argv, &syscall.ProcAttr{
 		Dir:   "/",
-		Env:   append(os.Environ(), launchEnv+"="+spec.Name),
-		Files: []uintptr{null.Fd(), logFile.Fd(), logFile.Fd(), statusW.Fd()},
+		Env:   environment(spec.Env),
+		Files: []uintptr{null.Fd(), w.Fd(), w.Fd()},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
-		statusR.Close()
-		return 0, fmt.Errorf("start %s: fork launcher: %w", spec.Name, err)
+		r.Close()
+		return 0, nil, fmt.Errorf("exec %s: %w", spec.Binary, err)
 	}
-	go func() {
-		defer statusR.Close()
-		// The launcher's copy of the pipe closes on a successful exec;
-		// anything written before that is the reason exec failed.
-		msg, err := io.ReadAll(statusR)
-		if err == nil && len(msg) > 0 {
-			err = errors.New(string(msg))
-		}
-		report(Started{Name: spec.Name, Pid: pid, Err: err})
-	}()
-	return pid, nil
+	return pid, r, nil
 }
 
 // Exit is a reaped child.

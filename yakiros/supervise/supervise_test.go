@@ -4,6 +4,9 @@ package supervise
 // process, so none of them may run in parallel.
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,72 +48,135 @@ func reapUntil(t *testing.T, want ...int) map[int]Exit {
 	}
 }
 
-func startReport(t *testing.T, spec Spec) (int, chan Started) {
+func testLogs(t *testing.T, max int64) *Logs {
 	t.Helper()
-	ch := make(chan Started, 1)
-	pid, err := Start(spec, func(s Started) { ch <- s })
+	return NewLogs(filepath.Join(t.TempDir(), "graph"), max, t.Errorf)
+}
+
+func start(t *testing.T, logs *Logs, spec Spec) int {
+	t.Helper()
+	pid, err := Start(spec, logs)
 	if err != nil {
 		t.Fatalf("Start(%+v): %v", spec, err)
 	}
-	return pid, ch
+	return pid
+}
+
+// waitLog waits until name's log contains want (copiers run on their own)
+// and returns the log.
+func waitLog(t *testing.T, logs *Logs, name, want string) string {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		data, _ := os.ReadFile(logs.Path(name))
+		if strings.Contains(string(data), want) {
+			return string(data)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s.log = %q; never contained %q", name, data, want)
+		}
+	}
 }
 
 func TestStartLogsAndExitStatus(t *testing.T) {
-	logDir := filepath.Join(t.TempDir(), "graph")
-	pid, started := startReport(t, Spec{
+	logs := testLogs(t, 1<<20)
+	pid := start(t, logs, Spec{
 		Name:   "talker",
 		Binary: "/bin/sh",
-		Args:   []string{"-c", `echo "out $$ $(pwd) [$_YAKIROS_LAUNCH_COMPONENT]"; echo err >&2; exit 3`},
-		LogDir: logDir,
+		Args:   []string{"-c", `echo "out $$ $(pwd)"; echo err >&2; read x || echo "stdin empty"; echo done`},
 	})
-	if s := <-started; s.Err != nil || s.Pid != pid || s.Name != "talker" {
-		t.Errorf("Started = %+v; want talker, pid %d, no error", s, pid)
-	}
 	e := reapUntil(t, pid)[pid]
-	if e.Success() || e.String() != "exited with status 3" {
-		t.Errorf("exit = %v (success %v); want exited with status 3", e, e.Success())
+	if !e.Success() || e.String() != "exited with status 0" {
+		t.Errorf("exit = %v (success %v); want exited with status 0", e, e.Success())
 	}
-	data, err := os.ReadFile(filepath.Join(logDir, "talker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	data := waitLog(t, logs, "talker", "done\n")
+	lines := strings.Split(strings.TrimSuffix(data, "\n"), "\n")
 	header := regexp.MustCompile(`^\[\d+\] Starting component 'talker' \(pid ` + strconv.Itoa(pid) + `\)$`)
-	if len(lines) != 3 || !header.MatchString(lines[0]) ||
-		lines[1] != "out "+strconv.Itoa(pid)+" / []" || lines[2] != "err" {
-		t.Errorf("talker.log =\n%s\nwant the header, then stdout (same pid, cwd /, no launcher variable), then stderr", data)
+	if len(lines) != 5 || !header.MatchString(lines[0]) || lines[1] != "out "+strconv.Itoa(pid)+" /" ||
+		lines[2] != "err" || lines[3] != "stdin empty" {
+		t.Errorf("talker.log =\n%s\nwant the header, then stdout (same pid, cwd /), stderr, and stdin at EOF", data)
+	}
+}
+
+func TestExitStatusAndSignal(t *testing.T) {
+	logs := testLogs(t, 1<<20)
+	three := start(t, logs, Spec{Name: "three", Binary: "/bin/sh", Args: []string{"-c", "exit 3"}})
+	killed := start(t, logs, Spec{Name: "killed", Binary: "/bin/sh", Args: []string{"-c", "kill -9 $$"}})
+	exits := reapUntil(t, three, killed)
+	if e := exits[three]; e.Success() || e.String() != "exited with status 3" {
+		t.Errorf("exit 3: %v", e)
+	}
+	if e := exits[killed]; e.Success() || e.String() != "killed by signal 9 (killed)" {
+		t.Errorf("kill -9: %v", e)
+	}
+}
+
+// Children get exactly PATH, HOME=/, TERM (when PID 1 has one) and the
+// Spec's extra variables: nothing else of the supervisor's environment.
+func TestCleanEnvironment(t *testing.T) {
+	t.Setenv("SECRET_OF_PID1", "leak")
+	t.Setenv("TERM", "vt220")
+	t.Setenv("PATH", "/usr/bin:/bin")
+	logs := testLogs(t, 1<<20)
+	pid := start(t, logs, Spec{Name: "env", Binary: "/usr/bin/env", Env: []string{"NOTIFY_SOCKET=/run/x"}})
+	reapUntil(t, pid)
+	want := "PATH=/usr/bin:/bin\nHOME=/\nTERM=vt220\nNOTIFY_SOCKET=/run/x\n"
+	data := waitLog(t, logs, "env", "NOTIFY_SOCKET")
+	if _, body, _ := strings.Cut(data, "\n"); body != want {
+		t.Errorf("environment =\n%s\nwant\n%s", body, want)
+	}
+
+	t.Setenv("PATH", "")
+	t.Setenv("TERM", "")
+	if got := environment(nil); strings.Join(got, " ") != "PATH="+defaultPath+" HOME=/" {
+		t.Errorf("environment without PATH and TERM = %q; want the default PATH and HOME only", got)
 	}
 }
 
 func TestStartLogAppends(t *testing.T) {
-	logDir := t.TempDir()
+	logs := testLogs(t, 1<<20)
 	for range 2 {
-		pid, started := startReport(t, Spec{Name: "twice", Binary: "/bin/true", LogDir: logDir})
-		<-started
+		pid := start(t, logs, Spec{Name: "twice", Binary: "/bin/echo", Args: []string{"hi"}})
 		if e := reapUntil(t, pid)[pid]; !e.Success() {
-			t.Fatalf("/bin/true: %v", e)
+			t.Fatalf("/bin/echo: %v", e)
+		}
+		// Each copier finishes before the next start, so the second
+		// start opens the file anew.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			logs.mu.Lock()
+			open := len(logs.files)
+			logs.mu.Unlock()
+			if open == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the copier never closed the log")
+			}
 		}
 	}
-	data, _ := os.ReadFile(filepath.Join(logDir, "twice.log"))
-	if n := strings.Count(string(data), "Starting component 'twice'"); n != 2 {
+	data, _ := os.ReadFile(logs.Path("twice"))
+	if n := strings.Count(string(data), "Starting component 'twice'"); n != 2 || strings.Count(string(data), "hi\n") != 2 {
 		t.Errorf("twice.log has %d start headers; want 2 (appended)\n%s", n, data)
 	}
 }
 
+// A failed exec is reported by Start itself, leaves no process behind and
+// is noted in the log.
 func TestStartExecFailure(t *testing.T) {
-	logDir := t.TempDir()
-	missing := filepath.Join(logDir, "no-such-binary")
-	pid, started := startReport(t, Spec{Name: "broken", Binary: missing, LogDir: logDir})
-	s := <-started
-	if s.Err == nil || s.Err.Error() != "exec "+missing+": no such file or directory" {
-		t.Errorf("Started.Err = %v; want exec %s: no such file or directory", s.Err, missing)
+	logs := testLogs(t, 1<<20)
+	missing := filepath.Join(t.TempDir(), "no-such-binary")
+	pid, err := Start(Spec{Name: "broken", Binary: missing}, logs)
+	if pid != 0 || err == nil || err.Error() != "exec "+missing+": no such file or directory" {
+		t.Errorf("Start(missing binary) = %d, %v; want 0, exec %s: no such file or directory", pid, err, missing)
 	}
-	if e := reapUntil(t, pid)[pid]; e.String() != "exited with status 127" {
-		t.Errorf("exit = %v; want exited with status 127", e)
+	if exits, more, err := Reap(); len(exits) != 0 || more || err != nil {
+		t.Errorf("Reap after a failed exec = %v, %v, %v; want nothing left (ForkExec reaps it)", exits, more, err)
 	}
-	data, _ := os.ReadFile(filepath.Join(logDir, "broken.log"))
-	if !strings.Contains(string(data), "exec "+missing+": no such file or directory") {
-		t.Errorf("broken.log = %q; want the exec error", data)
+	waitLog(t, logs, "broken", "Failed to start component 'broken': exec "+missing+": no such file or directory\n")
+
+	notExec := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	if _, err := Start(Spec{Name: "noexec", Binary: notExec}, logs); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("Start(non-executable file) = %v; want permission denied", err)
 	}
 }
 
@@ -119,8 +185,102 @@ func TestStartRefusesUnwritableLogDir(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Start(Spec{Name: "x", Binary: "/bin/true", LogDir: file}, func(Started) {}); err == nil {
+	if pid, err := Start(Spec{Name: "x", Binary: "/bin/true"}, NewLogs(file, 1<<20, t.Errorf)); err == nil {
+		reapUntil(t, pid)
 		t.Error("Start with a log dir that is a file succeeded")
+	}
+}
+
+// The log never grows past its cap: the full file becomes <name>.log.1 and
+// the two files together hold the latest output, in order, unsplit.
+func TestLogRotation(t *testing.T) {
+	const max = 1000
+	logs := testLogs(t, max)
+	// 200 numbered lines of 10 bytes each: 2000 bytes plus the header.
+	pid := start(t, logs, Spec{Name: "chatty", Binary: "/bin/sh",
+		Args: []string{"-c", `i=1000; while [ $i -lt 1200 ]; do echo "line $i"; i=$((i+1)); done`}})
+	reapUntil(t, pid)
+	cur := waitLog(t, logs, "chatty", "line 1199\n")
+	old, err := os.ReadFile(logs.Path("chatty") + ".1")
+	if err != nil {
+		t.Fatalf("no rotated file: %v", err)
+	}
+	if len(cur) > max || len(old) > max {
+		t.Errorf("log sizes %d and %d; want both <= %d", len(cur), len(old), max)
+	}
+	both := string(old) + cur
+	if !strings.HasSuffix(both, "line 1198\nline 1199\n") {
+		t.Errorf("rotated logs end %q", both[len(both)-30:])
+	}
+	// Everything in the two files is whole lines in order: rotation
+	// happened between reads, and reads of a shell's echo are whole lines.
+	lines := strings.Split(strings.TrimSuffix(both, "\n"), "\n")
+	first, _ := strconv.Atoi(strings.TrimPrefix(lines[0], "line "))
+	for i, l := range lines {
+		if l != fmt.Sprintf("line %d", first+i) {
+			t.Fatalf("line %d of the rotated logs is %q; want %q\n%s", i, l, fmt.Sprintf("line %d", first+i), both)
+		}
+	}
+	if len(both) < max {
+		t.Errorf("rotation kept only %d bytes; want at least the cap's worth", len(both))
+	}
+}
+
+// Output larger than the cap in one piece is cut into files of at most the
+// cap, at line ends where there are any.
+func TestLogWriteLargerThanCap(t *testing.T) {
+	logs := testLogs(t, 100)
+	lf, err := logs.open("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() (string, string) {
+		cur, _ := os.ReadFile(logs.Path("big"))
+		old, _ := os.ReadFile(logs.Path("big") + ".1")
+		return string(cur), string(old)
+	}
+	if err := lf.write(bytes.Repeat([]byte("x"), 250)); err != nil {
+		t.Fatal(err)
+	}
+	if cur, old := read(); len(cur) != 50 || len(old) != 100 {
+		t.Errorf("after 250 bytes without newlines and a cap of 100: big.log %d bytes, big.log.1 %d; want 50 and 100", len(cur), len(old))
+	}
+	line := strings.Repeat("y", 39) + "\n"
+	if err := lf.write([]byte(strings.Repeat(line, 5))); err != nil {
+		t.Fatal(err)
+	}
+	logs.release(lf)
+	if cur, old := read(); cur != line || old != line+line {
+		t.Errorf("after five 40-byte lines in one write: big.log %q, big.log.1 %q; want whole lines, one and two", cur, old)
+	}
+}
+
+// An orphan that keeps the old pipe open shares the file with the next
+// process of the component: both copiers write to the current file.
+func TestLogSharedByOrphans(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	logs := testLogs(t, 1<<20)
+	dir := t.TempDir()
+	go1 := filepath.Join(dir, "go")
+	pidFile := filepath.Join(dir, "orphan.pid")
+	// The first process leaves a child behind that writes once told to.
+	first := start(t, logs, Spec{Name: "svc", Binary: "/bin/sh", Args: []string{"-c",
+		`(while [ ! -e "$0" ]; do sleep 0.02; done; echo orphan speaks) & echo $! > "$1"`, go1, pidFile}})
+	reapUntil(t, first)
+	second := start(t, logs, Spec{Name: "svc", Binary: "/bin/echo", Args: []string{"second"}})
+	reapUntil(t, second)
+	waitLog(t, logs, "svc", "second\n")
+	os.WriteFile(go1, nil, 0o644)
+	data := waitLog(t, logs, "svc", "orphan speaks\n")
+	orphan, _ := os.ReadFile(pidFile)
+	if p, err := strconv.Atoi(strings.TrimSpace(string(orphan))); err == nil {
+		reapUntil(t, p)
+	}
+	if strings.Count(data, "Starting component 'svc'") != 2 {
+		t.Errorf("svc.log =\n%s\nwant both headers and the orphan's line", data)
 	}
 }
 
@@ -135,15 +295,11 @@ func TestSignalReachesSession(t *testing.T) {
 
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child.pid")
-	pid, started := startReport(t, Spec{
+	pid := start(t, testLogs(t, 1<<20), Spec{
 		Name:   "parent",
 		Binary: "/bin/sh",
 		Args:   []string{"-c", `sleep 1000 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; wait`, pidFile},
-		LogDir: dir,
 	})
-	if s := <-started; s.Err != nil {
-		t.Fatal(s.Err)
-	}
 	var child int
 	for deadline := time.Now().Add(20 * time.Second); child == 0; time.Sleep(10 * time.Millisecond) {
 		if data, err := os.ReadFile(pidFile); err == nil {
@@ -155,10 +311,23 @@ func TestSignalReachesSession(t *testing.T) {
 	if err := Signal(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	exits := reapUntil(t, pid, child)
-	for _, p := range []int{pid, child} {
-		if e := exits[p]; !e.Status.Signaled() || e.Status.Signal() != syscall.SIGTERM {
-			t.Errorf("pid %d: %v; want killed by SIGTERM", p, e)
+	if e := reapUntil(t, pid)[pid]; !e.Status.Signaled() || e.Status.Signal() != syscall.SIGTERM {
+		t.Errorf("component: %v; want killed by SIGTERM", e)
+	}
+	// The shell, signalled in the same sweep, may have reaped its child
+	// before dying itself; if not, the child was orphaned to us.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		exits, _, _ := Reap()
+		for _, e := range exits {
+			if e.Pid == child && (!e.Status.Signaled() || e.Status.Signal() != syscall.SIGTERM) {
+				t.Errorf("component's child: %v; want killed by SIGTERM", e)
+			}
+		}
+		if errors.Is(syscall.Kill(child, 0), syscall.ESRCH) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the component's child %d survived SIGTERM to the session", child)
 		}
 	}
 	if err := Signal(pid, syscall.SIGTERM); err == nil {

@@ -1,0 +1,215 @@
+package resolver
+
+import (
+	"fmt"
+	"slices"
+	"syscall"
+	"time"
+
+	"yakimg/yakiros/config"
+	"yakimg/yakiros/supervise"
+)
+
+// stopGrace is how long a process has between SIGTERM and SIGKILL.
+const stopGrace = 3 * time.Second
+
+// Restart back-off: the n-th start within the restart window that failed
+// is followed by a pause of restartDelay × 2^(n-1), at most maxRestartDelay.
+const (
+	restartDelay    = time.Second
+	maxRestartDelay = 30 * time.Second
+)
+
+// defaultReadinessTimeout applies when a declaration gives none.
+const defaultReadinessTimeout = 30 * time.Second
+
+// unit is a component and what the loop knows about it at run time.
+type unit struct {
+	config.Component
+	state  State
+	reason string // why it is FAILED, STOPPING or INACTIVE again
+	pid    int    // latest process; it is running while alive is true
+	alive  bool   // forked and not yet reaped
+	since  time.Time
+
+	starts    int         // every start, for status's RESTARTS
+	recent    []time.Time // starts counted against Restart.Max; reset by resolve and reload
+	restartAt time.Time   // FAILED: when the back-off ends
+	readyBy   time.Time   // READY_WAIT: the readiness deadline
+	killAt    time.Time   // STOPPING: when SIGTERM has had its grace
+
+	// What happens once a STOPPING process is reaped.
+	then    State             // Inactive, or Failed (with reason)
+	next    *config.Component // a reload changed the declaration: switch to it
+	removed bool              // a reload removed the declaration: forget the unit
+}
+
+func (u *unit) readinessTimeout() time.Duration {
+	if u.Readiness.Timeout > 0 {
+		return u.Readiness.Timeout
+	}
+	return defaultReadinessTimeout
+}
+
+// start runs u's process. A process is only ever started for a unit with
+// none alive: the previous one has been reaped.
+func (l *loop) start(u *unit) {
+	now := time.Now()
+	u.starts++
+	u.recent = append(u.recent, now)
+	pid, err := supervise.Start(supervise.Spec{Name: u.Name, Binary: u.Binary, Args: u.Args}, l.logs)
+	if err != nil {
+		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
+		l.failed(u, err.Error())
+		return
+	}
+	u.pid, u.alive, u.since, u.reason = pid, true, now, ""
+	l.byPid[pid] = u
+	l.log.Infof("starting component '%s' (pid %d)", u.Name, pid)
+	l.running(u)
+}
+
+// running places a unit whose binary now runs: a oneshot is STARTING until
+// it exits; a service is ACTIVE at once, or, with a readiness method, in
+// READY_WAIT until a readiness watcher reports on l.readiness or its
+// readiness timeout passes.
+func (l *loop) running(u *unit) {
+	switch {
+	case u.Type == config.Oneshot:
+		u.state = Starting
+	case u.Readiness.Method == "" || u.Readiness.Method == config.ReadyNone:
+		l.activate(u)
+	default:
+		u.state = ReadyWait
+		u.readyBy = u.since.Add(u.readinessTimeout())
+		l.log.Infof("component '%s' waiting for readiness (%s, timeout %v)", u.Name, u.Readiness.Method, u.readinessTimeout())
+	}
+}
+
+func (l *loop) activate(u *unit) {
+	u.state, u.readyBy = Active, time.Time{}
+	l.log.Infof("component '%s' is active (pid %d)", u.Name, u.pid)
+	l.provide(u)
+}
+
+// onReadiness applies a watcher's report if it is about u's current
+// process, still waiting.
+func (l *loop) onReadiness(r readinessReport) {
+	u := l.byName[r.name]
+	if u == nil || !u.alive || u.pid != r.pid || u.state != ReadyWait {
+		return
+	}
+	if r.err != nil {
+		l.stop(u, fmt.Sprintf("readiness check failed: %v", r.err), Failed)
+		return
+	}
+	l.log.Infof("component '%s' is ready (waited %v)", u.Name, time.Since(u.since).Round(time.Millisecond))
+	l.activate(u)
+}
+
+func (l *loop) exited(e supervise.Exit) {
+	u := l.byPid[e.Pid]
+	if u == nil {
+		l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
+		return
+	}
+	delete(l.byPid, e.Pid)
+	u.alive, u.killAt, u.readyBy = false, time.Time{}, time.Time{}
+	switch {
+	case u.state == Stopping:
+		l.log.Infof("component '%s' stopped (%v)", u.Name, e)
+		switch {
+		case u.removed:
+			l.forget(u)
+		case u.next != nil:
+			l.replace(u, *u.next)
+		case u.then == Failed:
+			l.failed(u, u.reason)
+		default:
+			u.state = Inactive
+		}
+	case u.Type == config.Oneshot && e.Success():
+		u.state = Done
+		l.log.Infof("oneshot '%s' completed", u.Name)
+		l.provide(u)
+	default:
+		l.log.Errorf("component '%s' %v", u.Name, e)
+		l.failed(u, e.String())
+	}
+}
+
+// failed marks u FAILED and applies its restart policy: another start after
+// a back-off while it has had fewer than Restart.Max starts within
+// Restart.Window (a window of 0 counts every start since the last reset),
+// and none at all with Restart.Max 0. Past the limit it stays FAILED until
+// `graphctl resolve` or a reload resets the count.
+func (l *loop) failed(u *unit, reason string) {
+	l.withdraw(u)
+	u.state, u.reason = Failed, reason
+	if l.halt != nil || u.Restart.Max <= 0 {
+		return
+	}
+	now := time.Now()
+	if w := u.Restart.Window; w > 0 {
+		u.recent = slices.DeleteFunc(u.recent, func(t time.Time) bool { return !t.After(now.Add(-w)) })
+	}
+	n := len(u.recent)
+	if n >= u.Restart.Max {
+		u.reason = fmt.Sprintf("restarting too fast: %d starts", n)
+		if u.Restart.Window > 0 {
+			u.reason += fmt.Sprintf(" in %v", u.Restart.Window)
+		}
+		l.log.Errorf("component '%s' %s (last: %s); not restarting until 'graphctl resolve' or a reload", u.Name, u.reason, reason)
+		return
+	}
+	delay := maxRestartDelay
+	if n <= 6 {
+		delay = min(restartDelay<<max(n-1, 0), maxRestartDelay)
+	}
+	u.restartAt = now.Add(delay)
+	l.log.Infof("component '%s' restarts in %v (%d of at most %d starts)", u.Name, delay, n, u.Restart.Max)
+}
+
+// resetRestarts lets a FAILED unit start again at once, its count of
+// recent starts cleared.
+func (l *loop) resetRestarts(u *unit) {
+	u.recent, u.restartAt = nil, time.Time{}
+	if u.state == Failed {
+		u.state = Inactive
+	}
+}
+
+// stop withdraws u's capabilities and asks its process to end; kill sends
+// SIGKILL if it has not ended after stopGrace. Once the process is reaped
+// the unit becomes then (see exited).
+func (l *loop) stop(u *unit, why string, then State) {
+	l.withdraw(u)
+	u.state, u.reason, u.then = Stopping, why, then
+	u.readyBy = time.Time{}
+	u.killAt = time.Now().Add(stopGrace)
+	l.log.Infof("stopping component '%s' (pid %d): %s", u.Name, u.pid, why)
+	if err := supervise.Signal(u.pid, syscall.SIGTERM); err != nil {
+		l.log.Warnf("component '%s': %v", u.Name, err)
+	}
+}
+
+func (l *loop) kill(u *unit) {
+	u.killAt = time.Time{}
+	l.log.Warnf("component '%s' (pid %d) ignored SIGTERM for %v; sending SIGKILL", u.Name, u.pid, stopGrace)
+	if err := supervise.Signal(u.pid, syscall.SIGKILL); err != nil {
+		l.log.Warnf("component '%s': %v", u.Name, err)
+	}
+}
+
+// hasRunningDependent reports whether a running component other than u
+// requires something u provides.
+func (l *loop) hasRunningDependent(u *unit) bool {
+	for _, v := range l.units {
+		if v != u && v.alive && slices.ContainsFunc(v.Requires, func(c string) bool {
+			return slices.Contains(u.Provides, c)
+		}) {
+			return true
+		}
+	}
+	return false
+}
