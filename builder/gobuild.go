@@ -22,6 +22,9 @@ var GuestBinaries = []GoBinary{
 	{"graphctl", "./cmd/graphctl"},
 	{"yakimg-runner", "./cmd/yakimg-runner"},
 	{"test-echo-server", "./testbins/test-echo-server"},
+	{"test-web-server", "./testbins/test-web-server"},
+	{"test-database", "./testbins/test-database"},
+	{"test-monitor", "./testbins/test-monitor"},
 }
 
 // goEnv is the environment of a reproducible build (DESIGN §4): static,

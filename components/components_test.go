@@ -1,36 +1,179 @@
 // Package components holds the component declarations installed into the
-// image's /etc/graph.d; this test proves graph-resolver accepts them.
+// image's /etc/graph.d; these tests prove graph-resolver accepts them, that
+// they form the graph the suites expect, and that their shell scripts run.
 package components
 
 import (
+	"os"
+	"os/exec"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
+	"yakimg/yakiros/capability"
 	"yakimg/yakiros/config"
 )
 
-func TestDeclarationsLoad(t *testing.T) {
+// decl is the part of a declaration this test pins down.
+type decl struct {
+	Binary   string
+	Args     []string
+	Type     config.Type
+	Requires []string
+	Provides []string
+}
+
+// sh marks a /bin/sh script whose text is checked separately.
+const sh = "<script>"
+
+var want = map[string]decl{
+	"network-setup":    {"/bin/sh", []string{"-c", sh}, config.Oneshot, []string{"filesystem.sys"}, []string{"network.configured"}},
+	"storage-setup":    {"/bin/sh", []string{"-c", sh}, config.Oneshot, []string{"filesystem.proc"}, []string{"storage"}},
+	"files-setup":      {"/bin/sh", []string{"-c", sh}, config.Oneshot, []string{"filesystem.run"}, []string{"files"}},
+	"test-echo-server": {"/usr/local/bin/test-echo-server", []string{"--listen", "127.0.0.1:7070"}, config.Service, []string{"network.configured"}, []string{"test.echo"}},
+	"test-web-server": {"/usr/local/bin/test-web-server", []string{"--listen", "127.0.0.1:8080", "--files", "/run/test-files"}, config.Service,
+		[]string{"network.configured", "files"}, []string{"test.web"}},
+	"test-database": {"/usr/local/bin/test-database", []string{"--listen", "127.0.0.1:7071", "--data", "/checkpoint/test-database"}, config.Service,
+		[]string{"storage"}, []string{"test.database"}},
+	"test-monitor": {"/usr/local/bin/test-monitor", []string{"--echo", "127.0.0.1:7070", "--web", "127.0.0.1:8080", "--database", "127.0.0.1:7071"}, config.Service,
+		[]string{"test.echo", "test.web", "test.database"}, []string{"test.monitor"}},
+	"test-cycle-a":  {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.cycle-b"}, []string{"test.cycle-a"}},
+	"test-cycle-b":  {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.cycle-a"}, []string{"test.cycle-b"}},
+	"test-orphan":   {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.never-provided"}, []string{"test.orphan"}},
+	"yakimg-suites": {"/usr/bin/yakimg-runner", []string{"suites"}, config.Oneshot, []string{"filesystem.run"}, nil},
+}
+
+func load(t *testing.T) map[string]config.Component {
+	t.Helper()
 	comps, errs := config.Load(".")
 	for _, err := range errs {
 		t.Errorf("config.Load(components): %v", err)
 	}
-	got := map[string]config.Component{}
+	byName := map[string]config.Component{}
 	for _, c := range comps {
-		c.File = ""
-		got[c.Name] = c
+		byName[c.Name] = c
 	}
-	want := map[string]config.Component{
-		"test-echo-server": {
-			Name: "test-echo-server", Binary: "/usr/local/bin/test-echo-server",
-			Args: []string{"--listen", "127.0.0.1:7070"}, Type: config.Service,
-			Provides: []string{"test.echo"}, Requires: []string{"filesystem.run"},
-		},
-		"yakimg-suites": {
-			Name: "yakimg-suites", Binary: "/usr/bin/yakimg-runner", Args: []string{"suites"},
-			Type: config.Oneshot, Requires: []string{"filesystem.run"},
-		},
+	return byName
+}
+
+func TestDeclarationsLoad(t *testing.T) {
+	comps := load(t)
+	for name, c := range comps {
+		w, ok := want[name]
+		if !ok {
+			t.Errorf("unexpected component %s (%s)", name, c.File)
+			continue
+		}
+		got := decl{c.Binary, slices.Clone(c.Args), c.Type, c.Requires, c.Provides}
+		if len(got.Args) == 2 && got.Binary == "/bin/sh" {
+			got.Args[1] = sh
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("%s = %+v; want %+v", name, got, w)
+		}
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("components =\n%+v\nwant\n%+v", got, want)
+	for name := range want {
+		if _, ok := comps[name]; !ok {
+			t.Errorf("component %s is not declared", name)
+		}
 	}
+}
+
+// TestGraphShape checks what the suites rely on: every requirement is
+// provided by the kernel or a component, except the one test-orphan waits
+// for, and the only cycle is test-cycle-a ⇄ test-cycle-b.
+func TestGraphShape(t *testing.T) {
+	comps := load(t)
+	providers := map[string][]string{}
+	for _, c := range capability.KernelCapabilities() {
+		providers[c] = []string{capability.Kernel}
+	}
+	for _, c := range comps {
+		for _, p := range c.Provides {
+			providers[p] = append(providers[p], c.Name)
+		}
+	}
+	var unprovided []string
+	for _, c := range comps {
+		for _, r := range c.Requires {
+			if len(providers[r]) == 0 {
+				unprovided = append(unprovided, c.Name+" → "+r)
+			}
+		}
+	}
+	slices.Sort(unprovided)
+	if !slices.Equal(unprovided, []string{"test-orphan → test.never-provided"}) {
+		t.Errorf("unprovided requirements = %v; want only test-orphan's", unprovided)
+	}
+
+	// A component is on a cycle when it can reach itself through requires
+	// edges (component → provider of a required capability).
+	reaches := func(from, to string) bool {
+		seen := map[string]bool{}
+		stack := []string{from}
+		for len(stack) > 0 {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for _, r := range comps[n].Requires {
+				for _, p := range providers[r] {
+					if p == to {
+						return true
+					}
+					if !seen[p] {
+						seen[p] = true
+						stack = append(stack, p)
+					}
+				}
+			}
+		}
+		return false
+	}
+	var onCycle []string
+	for name := range comps {
+		if reaches(name, name) {
+			onCycle = append(onCycle, name)
+		}
+	}
+	slices.Sort(onCycle)
+	if !slices.Equal(onCycle, []string{"test-cycle-a", "test-cycle-b"}) {
+		t.Errorf("components on a cycle = %v; want test-cycle-a and test-cycle-b", onCycle)
+	}
+}
+
+// TestScriptsParse runs every /bin/sh script through busybox sh -n, the
+// shell the image has.
+func TestScriptsParse(t *testing.T) {
+	busybox := findBusybox(t)
+	for name, c := range load(t) {
+		if c.Binary != "/bin/sh" {
+			continue
+		}
+		if out, err := exec.Command(busybox, "sh", "-n", "-c", c.Args[1]).CombinedOutput(); err != nil {
+			t.Errorf("%s: busybox sh -n: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// TestNetworkSetupOnHost runs network-setup's script for real: the host's
+// loopback is up with 127.0.0.1/8, as the guest's must be.
+func TestNetworkSetupOnHost(t *testing.T) {
+	findBusybox(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skipf("the script calls /bin/busybox, which this host lacks: %v", err)
+	}
+	c := load(t)["network-setup"]
+	out, err := exec.Command("/bin/busybox", "sh", "-c", c.Args[1]).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "network-setup: lo is up with 127.0.0.1/8" {
+		t.Errorf("network-setup on the host: %v, output %q; want success", err, out)
+	}
+}
+
+func findBusybox(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skipf("needs busybox (apt-get install busybox-static): %v", err)
+	}
+	return p
 }

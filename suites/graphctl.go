@@ -50,6 +50,7 @@ type component struct {
 	Restarts int      `json:"restarts"`
 	Requires []string `json:"requires"`
 	Provides []string `json:"provides"`
+	Reason   string   `json:"reason"` // why it is FAILED or stopped
 }
 
 // parseStatus decodes `graphctl --json status`:

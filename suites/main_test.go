@@ -345,8 +345,8 @@ func TestNamesAndAvailable(t *testing.T) {
 	if got := Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v; want %v", got, want)
 	}
-	if got := Available(); !slices.Equal(got, []string{"smoke"}) {
-		t.Errorf("Available() = %v; want [smoke]", got)
+	if got := Available(); !slices.Equal(got, []string{"smoke", "basic", "graph-analysis"}) {
+		t.Errorf("Available() = %v; want [smoke basic graph-analysis]", got)
 	}
 	for _, s := range builtin.suites {
 		if !slices.Contains(Names(), s.Name) {

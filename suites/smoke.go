@@ -80,12 +80,29 @@ func componentsActive(t *T) {
 // waitState polls `graphctl --json status` until component name is in
 // state want, and returns the components seen then.
 func waitState(t *T, name, want string, limit time.Duration) []component {
+	return waitStatus(t, limit, name+" "+want, func(cs []component) string {
+		switch c, ok := findComponent(cs, name); {
+		case !ok:
+			return name + " is not in the status"
+		case c.State != want:
+			return name + " is " + c.State
+		}
+		return ""
+	})
+}
+
+// waitStatus polls `graphctl --json status` until pending returns "" for
+// the components, and returns them. goal describes what is awaited, and
+// pending what is still missing; after limit the case fails with both.
+func waitStatus(t *T, limit time.Duration, goal string, pending func([]component) string) []component {
 	start := time.Now()
 	var last string
-	for {
-		comps, seen := pollState(t, name, want)
+	for polls := 1; ; polls++ {
+		comps, seen := pollStatus(t, pending)
 		if comps != nil {
-			t.Logf("%s %s after %v", name, want, time.Since(start).Round(time.Millisecond))
+			if polls > 1 {
+				t.Logf("%s after %v", goal, time.Since(start).Round(time.Millisecond))
+			}
 			return comps
 		}
 		// A call cut short by the deadline says less than the one before.
@@ -93,7 +110,7 @@ func waitState(t *T, name, want string, limit time.Duration) []component {
 			last = seen
 		}
 		if time.Since(start) >= limit || t.ctx.Err() != nil {
-			t.Fatalf("%s not %s after %v: %s", name, want, time.Since(start).Round(time.Millisecond), last)
+			t.Fatalf("waited %v for %s: %s", time.Since(start).Round(time.Millisecond), goal, last)
 		}
 		select {
 		case <-t.ctx.Done():
@@ -102,9 +119,9 @@ func waitState(t *T, name, want string, limit time.Duration) []component {
 	}
 }
 
-// pollState returns the components if name is in state want, else what it
-// saw instead.
-func pollState(t *T, name, want string) ([]component, string) {
+// pollStatus returns the components if pending has nothing to say about
+// them, else what it, or graphctl, said instead.
+func pollStatus(t *T, pending func([]component) string) ([]component, string) {
 	out, _, err := t.graphctl("--json", "status")
 	var exit *exec.ExitError
 	switch {
@@ -117,11 +134,8 @@ func pollState(t *T, name, want string) ([]component, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
-	switch c, ok := findComponent(comps, name); {
-	case !ok:
-		return nil, name + " is not in the status"
-	case c.State != want:
-		return nil, name + " is " + c.State
+	if msg := pending(comps); msg != "" {
+		return nil, msg
 	}
 	return comps, ""
 }
