@@ -45,7 +45,9 @@ type Request struct {
 }
 
 // Response is what the server answers. Text is for humans; Data is the same
-// answer as command-specific JSON; Error says why when OK is false.
+// answer as command-specific JSON; Error says why when OK is false. A
+// failing response usually has no Text and null Data; one from FailWith
+// has both.
 type Response struct {
 	OK    bool            `json:"ok"`
 	Text  string          `json:"text"`
@@ -65,6 +67,17 @@ func OK(text string, data any) Response {
 // Fail builds an error response.
 func Fail(msg string) Response {
 	return Response{Error: msg, Data: json.RawMessage("null")}
+}
+
+// FailWith builds an error response that still carries a full answer: a
+// check that found problems (validate) fails, and says what it found in
+// text and data like a successful reply.
+func FailWith(msg, text string, data any) Response {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Fail(fmt.Sprintf("%s (encode reply: %v)", msg, err))
+	}
+	return Response{Error: msg, Text: text, Data: raw}
 }
 
 // DecodeRequest reads one request: a JSON object with a non-empty

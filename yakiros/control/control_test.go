@@ -61,8 +61,11 @@ func serve(t *testing.T, path string, answer func(Request) Response) *Server {
 }
 
 func echo(req Request) Response {
-	if req.Command == "fail" {
+	switch req.Command {
+	case "fail":
 		return Fail("it failed")
+	case "fail-with":
+		return FailWith("it found problems", "2 problems\n", map[string]int{"problems": 2})
 	}
 	return OK(req.Command+" "+strings.Join(req.Args, ","), map[string]any{"args": req.Args})
 }
@@ -89,6 +92,10 @@ func TestRoundTrip(t *testing.T) {
 	resp, err = Do(context.Background(), path, Request{Command: "fail"})
 	if err != nil || resp.OK || resp.Error != "it failed" || string(resp.Data) != "null" {
 		t.Errorf("Do(fail) = %+v, %v; want ok=false error \"it failed\"", resp, err)
+	}
+	resp, err = Do(context.Background(), path, Request{Command: "fail-with"})
+	if err != nil || resp.OK || resp.Error != "it found problems" || resp.Text != "2 problems\n" || string(resp.Data) != `{"problems":2}` {
+		t.Errorf("Do(fail-with) = %+v, %v; want ok=false with error, text and data", resp, err)
 	}
 }
 

@@ -61,3 +61,30 @@ type ReloadData struct {
 	Kept      []string `json:"kept"`      // their file is now rejected: left as they were
 	Rejected  []string `json:"rejected"`  // "file:line: message" for each rejected file
 }
+
+// ReadinessData answers "readiness": every component with a readiness
+// method, and the counts of the summary line.
+type ReadinessData struct {
+	Components []ReadinessStatus `json:"components"`
+	Ready      int               `json:"ready"`   // ACTIVE
+	Waiting    int               `json:"waiting"` // READY_WAIT
+	Failed     int               `json:"failed"`  // FAILED, timeouts included
+}
+
+// ReadinessStatus is one component in ReadinessData.
+type ReadinessStatus struct {
+	Name      string `json:"name"`
+	Method    string `json:"method"` // file | command | notify | signal
+	TimeoutMS int64  `json:"timeout_ms"`
+	State     string `json:"state"`
+	WaitingMS int64  `json:"waiting_ms"` // time in READY_WAIT so far; 0 otherwise
+	// Status is the latest STATUS= line a notify service sent, if any.
+	Status string `json:"status"`
+	Reason string `json:"reason"` // why it is FAILED, e.g. the readiness timeout
+}
+
+// CheckReadinessData answers "check-readiness": the components whose
+// readiness was probed at once.
+type CheckReadinessData struct {
+	Checked []string `json:"checked"`
+}

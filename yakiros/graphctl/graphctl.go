@@ -24,22 +24,56 @@ const usage = `Usage: graphctl [--socket PATH] [--json] <command> [args...]
 
 Asks graph-resolver, YakirOS's init, over its control socket.
 
-Commands:
+Commands (each with an example below it):
   status                    every component: state, pid, uptime, restarts
+                              graphctl status
   caps                      every capability: UP or DOWN, and its providers
+                              graphctl caps
   log <component> [lines]   the last lines of a component's log (default 20)
+                              graphctl log web 50
+  readiness                 how each component with a readiness method is doing
+                              graphctl readiness
+  check-readiness [comp]    probe readiness now (all waiting components, or one)
+                              graphctl check-readiness web
+  tree <component>          what a component requires, to full depth
+                              graphctl tree web
+  rdeps <capability>        the components requiring a capability
+                              graphctl rdeps network.configured
+  pending                   components waiting for capabilities, and for which
+                              graphctl pending
+  simulate remove <comp>    what removing a component would take down (changes nothing)
+                              graphctl simulate remove network-setup
+  dot                       the graph in Graphviz DOT
+                              graphctl dot | dot -Tsvg > graph.svg
+  check-cycles              every dependency cycle
+                              graphctl check-cycles
+  analyze                   graph metrics: depth, cycles, unprovided capabilities
+                              graphctl analyze
+  validate                  fails (exit 1) on rejected declarations or cycles
+                              graphctl validate
+  path <from> <to>          a dependency path between components or capabilities
+                              graphctl path web network.configured
+  scc                       the strongly connected components that are cycles
+                              graphctl scc
+  order                     the start order, in topological layers
+                              graphctl order
   resolve                   run a resolution pass now; FAILED components that
                             gave up (restarting too fast) try again
+                              graphctl resolve
   reload                    re-read the component directory and apply changes
+                              graphctl reload
   poweroff                  stop all components in reverse dependency order, power off
+                              graphctl poweroff
   reboot                    stop all components in reverse dependency order, reboot
+                              graphctl reboot
 
 Options:
   --socket PATH   control socket (default $GRAPHCTL_SOCKET or /run/graph-resolver.sock)
   --json          print the reply's data as JSON instead of text
 
 Exit status: 0 on success, 1 when graph-resolver cannot be reached or
-reports an error, 2 on a usage error.
+reports an error (a failed validate still prints its report), 2 on a
+usage error.
 
 Example:
   graphctl status
@@ -72,11 +106,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "graphctl: %s\n", unreachable(*socket, err, "/proc"))
 		return 1
 	}
-	if !resp.OK {
-		fmt.Fprintf(stderr, "graphctl: %s\n", strings.TrimSuffix(resp.Error, "\n"))
-		return 1
-	}
-	if *asJSON {
+	// A failing reply may still carry an answer (validate's report): it
+	// goes to stdout like any other, the error to stderr.
+	switch {
+	case *asJSON && (resp.OK || !isNull(resp.Data)):
 		var out bytes.Buffer
 		if err := json.Indent(&out, resp.Data, "", "  "); err != nil {
 			fmt.Fprintf(stderr, "graphctl: reply data: %v\n", err)
@@ -84,13 +117,22 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 		out.WriteByte('\n')
 		stdout.Write(out.Bytes())
-		return 0
+	case !*asJSON:
+		io.WriteString(stdout, resp.Text)
+		if resp.Text != "" && !strings.HasSuffix(resp.Text, "\n") {
+			io.WriteString(stdout, "\n")
+		}
 	}
-	io.WriteString(stdout, resp.Text)
-	if resp.Text != "" && !strings.HasSuffix(resp.Text, "\n") {
-		io.WriteString(stdout, "\n")
+	if !resp.OK {
+		fmt.Fprintf(stderr, "graphctl: %s\n", strings.TrimSuffix(resp.Error, "\n"))
+		return 1
 	}
 	return 0
+}
+
+// isNull reports whether raw JSON is null: the data of a plain error.
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
 }
 
 // unreachable says in one line why the control socket could not be used

@@ -33,6 +33,8 @@ func fakeResolver(t *testing.T) string {
 					c.Reply(control.OK("COMPONENT ...\n", control.StatusData{Components: []control.ComponentStatus{{Name: "kernel", State: "ACTIVE"}}}))
 				case "echo":
 					c.Reply(control.OK(strings.Join(c.Request.Args, " "), nil))
+				case "validate":
+					c.Reply(control.FailWith("graph validation failed", "✗ 1 cycle\n", map[string]bool{"valid": false}))
 				default:
 					c.Reply(control.Fail("Unknown command: " + c.Request.Command + "\nAvailable commands: status, echo\n"))
 				}
@@ -69,6 +71,10 @@ func TestCommands(t *testing.T) {
 				"      \"pid\": 0,\n      \"uptime_ms\": 0,\n      \"restarts\": 0,\n      \"requires\": null,\n      \"provides\": null,\n      \"reason\": \"\"\n    }\n  ]\n}\n", ""},
 		{[]string{"--socket", sock, "--json", "echo"}, 0, "null\n", ""},
 		{[]string{"--socket", sock, "bogus"}, 1, "", "graphctl: Unknown command: bogus\nAvailable commands: status, echo\n"},
+		{[]string{"--socket", sock, "--json", "bogus"}, 1, "", "graphctl: Unknown command: bogus\nAvailable commands: status, echo\n"},
+		// A failing reply with a report: the report on stdout, exit 1.
+		{[]string{"--socket", sock, "validate"}, 1, "✗ 1 cycle\n", "graphctl: graph validation failed\n"},
+		{[]string{"--socket", sock, "--json", "validate"}, 1, "{\n  \"valid\": false\n}\n", "graphctl: graph validation failed\n"},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != tc.code || out != tc.stdout || errOut != tc.stderr {
@@ -132,6 +138,15 @@ func TestUsage(t *testing.T) {
 	if code != 0 || errOut != "" || !strings.Contains(out, "Usage: graphctl [--socket PATH] [--json] <command> [args...]") ||
 		!strings.Contains(out, "Example:\n  graphctl status") {
 		t.Errorf("graphctl --help = %d, %q, %q", code, out, errOut)
+	}
+	// Every command graph-resolver knows has a description and an example.
+	for _, cmd := range []string{"status", "caps", "log", "readiness", "check-readiness", "tree", "rdeps", "pending",
+		"simulate remove", "dot", "check-cycles", "analyze", "validate", "path", "scc", "order", "resolve", "reload",
+		"poweroff", "reboot"} {
+		entry := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(cmd) + `( \S+)* {2,}\S.*\n(.*\n)?\s+graphctl ` + regexp.QuoteMeta(cmd) + `\b`)
+		if !entry.MatchString(out) {
+			t.Errorf("graphctl --help lacks a description and an example for %q:\n%s", cmd, out)
+		}
 	}
 	for _, args := range [][]string{nil, {"--bogus", "status"}} {
 		code, out, errOut := run(args...)

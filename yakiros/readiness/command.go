@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -69,7 +68,7 @@ func (m *Manager) runCheck(w *watch) error {
 }
 
 // spawn forks /bin/sh -c Command in a process group of its own, output to
-// the component's log. The fork and the registration of its pid happen
+// Options.Output (the component's log). The fork and the registration of its pid happen
 // under procMu, which Exited also takes, so the loop cannot report the exit
 // of a pid not yet registered.
 func (m *Manager) spawn(w *watch) (int, <-chan supervise.Exit, error) {
@@ -79,9 +78,8 @@ func (m *Manager) spawn(w *watch) (int, <-chan supervise.Exit, error) {
 	}
 	defer null.Close()
 	out := null
-	if m.opts.LogDir != "" {
-		path := filepath.Join(m.opts.LogDir, w.name+".log")
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if m.opts.Output != nil {
+		f, err := m.opts.Output(w.name)
 		if err != nil {
 			return 0, nil, fmt.Errorf("start check: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,7 +115,9 @@ func TestCheckRunsCommandNow(t *testing.T) {
 func TestCommandOutputGoesToLog(t *testing.T) {
 	r := startReaper(t)
 	logDir := t.TempDir()
-	m, err := NewManager(Options{LogDir: logDir})
+	m, err := NewManager(Options{Output: func(name string) (*os.File, error) {
+		return os.OpenFile(filepath.Join(logDir, name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	}})
 	if err != nil {
 		t.Fatalf("NewManager: %v", err)
 	}

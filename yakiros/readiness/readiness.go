@@ -43,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 
 	"yakimg/yakiros/config"
@@ -68,9 +69,12 @@ type Options struct {
 	// NotifySocket is where the notify socket is created (mode 0600,
 	// replacing a stale socket); "" disables notify and signal readiness.
 	NotifySocket string
-	// LogDir receives check output, appended to <LogDir>/<name>.log next to
-	// the component's own output; "" discards it.
-	LogDir string
+	// Output opens where the output of one run of name's check goes; the
+	// Manager passes it to the check as stdout and stderr and closes it
+	// after the fork. graph-resolver gives supervise.Logs.Pipe, so check
+	// output lands in the component's log under its size cap. nil discards
+	// it.
+	Output func(name string) (*os.File, error)
 	// Logf reports what concerns no watch (stray notify messages, socket
 	// errors); nil discards it. It is called from the Manager's goroutines
 	// and must not call the Manager.

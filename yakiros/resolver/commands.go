@@ -12,7 +12,9 @@ import (
 
 // commands lists what the control socket understands, for the reply to an
 // unknown command.
-const commands = "status, caps (or capabilities), log <component> [lines], resolve, reload, poweroff, reboot"
+const commands = "status, caps (or capabilities), log <component> [lines], readiness, check-readiness [component], " +
+	"tree <component>, rdeps <capability>, pending, simulate remove <component>, dot, check-cycles, analyze, validate, " +
+	"path <from> <to>, scc, order, resolve, reload, poweroff, reboot"
 
 // handle answers one control call. It runs on the event loop; a command
 // whose answer needs slow work replies from a goroutine of its own.
@@ -32,6 +34,10 @@ func (l *loop) handle(c *control.Call) {
 		noArgs(l.capabilities)
 	case "log":
 		l.logCommand(c)
+	case "readiness":
+		noArgs(l.readinessCommand)
+	case "check-readiness":
+		c.Reply(l.checkReadiness(req.Args))
 	case "resolve":
 		noArgs(l.resolveCommand)
 	case "reload":
@@ -46,6 +52,8 @@ func (l *loop) handle(c *control.Call) {
 		noArgs(func() control.Response { return l.requestHalt(machine.PowerOff, c.PeerPid, "Powering off") })
 	case "reboot":
 		noArgs(func() control.Response { return l.requestHalt(machine.Reboot, c.PeerPid, "Rebooting") })
+	case "tree", "rdeps", "pending", "simulate", "dot", "check-cycles", "analyze", "validate", "path", "scc", "order":
+		c.Reply(l.graphCommand(req))
 	default:
 		c.Reply(control.Fail(fmt.Sprintf("Unknown command: %s\nAvailable commands: %s", strings.Join(append([]string{req.Command}, req.Args...), " "), commands)))
 	}

@@ -1,12 +1,14 @@
 package resolver
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"syscall"
 	"time"
 
 	"yakimg/yakiros/config"
+	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
 
@@ -35,8 +37,8 @@ type unit struct {
 	starts    int         // every start, for status's RESTARTS
 	recent    []time.Time // starts counted against Restart.Max; reset by resolve and reload
 	restartAt time.Time   // FAILED: when the back-off ends
-	readyBy   time.Time   // READY_WAIT: the readiness deadline
 	killAt    time.Time   // STOPPING: when SIGTERM has had its grace
+	status    string      // the latest STATUS= of a notify service's process
 
 	// What happens once a STOPPING process is reaped.
 	then    State             // Inactive, or Failed (with reason)
@@ -51,19 +53,39 @@ func (u *unit) readinessTimeout() time.Duration {
 	return defaultReadinessTimeout
 }
 
+// waitsForReadiness reports whether u's service reports readiness, rather
+// than being ready once its binary runs.
+func (u *unit) waitsForReadiness() bool {
+	m := u.Readiness.Method
+	return u.Type == config.Service && m != "" && m != config.ReadyNone
+}
+
 // start runs u's process. A process is only ever started for a unit with
 // none alive: the previous one has been reaped.
 func (l *loop) start(u *unit) {
 	now := time.Now()
 	u.starts++
 	u.recent = append(u.recent, now)
-	pid, err := supervise.Start(supervise.Spec{Name: u.Name, Binary: u.Binary, Args: u.Args}, l.logs)
+	spec := supervise.Spec{Name: u.Name, Binary: u.Binary, Args: u.Args}
+	if u.waitsForReadiness() {
+		if l.ready == nil {
+			l.failed(u, fmt.Sprintf("readiness %s unavailable: %v", u.Readiness.Method, l.readyErr))
+			return
+		}
+		if err := readiness.Prepare(u.Readiness); err != nil {
+			l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
+			l.failed(u, err.Error())
+			return
+		}
+		spec.Env = l.ready.Env(u.Readiness)
+	}
+	pid, err := l.spawn(spec)
 	if err != nil {
 		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
 		l.failed(u, err.Error())
 		return
 	}
-	u.pid, u.alive, u.since, u.reason = pid, true, now, ""
+	u.pid, u.alive, u.since, u.reason, u.status = pid, true, now, "", ""
 	l.byPid[pid] = u
 	l.log.Infof("starting component '%s' (pid %d)", u.Name, pid)
 	l.running(u)
@@ -71,50 +93,67 @@ func (l *loop) start(u *unit) {
 
 // running places a unit whose binary now runs: a oneshot is STARTING until
 // it exits; a service is ACTIVE at once, or, with a readiness method, in
-// READY_WAIT until a readiness watcher reports on l.readiness or its
-// readiness timeout passes.
+// READY_WAIT until the readiness manager reports it ready, failed or timed
+// out (the manager keeps the one readiness deadline).
 func (l *loop) running(u *unit) {
 	switch {
 	case u.Type == config.Oneshot:
 		u.state = Starting
-	case u.Readiness.Method == "" || u.Readiness.Method == config.ReadyNone:
+	case !u.waitsForReadiness():
 		l.activate(u)
 	default:
 		u.state = ReadyWait
-		u.readyBy = u.since.Add(u.readinessTimeout())
-		l.log.Infof("component '%s' waiting for readiness (%s, timeout %v)", u.Name, u.Readiness.Method, u.readinessTimeout())
+		cfg := u.Readiness
+		cfg.Timeout = u.readinessTimeout()
+		l.ready.Watch(u.Name, u.pid, cfg)
+		l.log.Infof("component '%s' waiting for readiness (%s, timeout %v)", u.Name, u.Readiness.Method, cfg.Timeout)
 	}
 }
 
 func (l *loop) activate(u *unit) {
-	u.state, u.readyBy = Active, time.Time{}
+	u.state = Active
 	l.log.Infof("component '%s' is active (pid %d)", u.Name, u.pid)
 	l.provide(u)
 }
 
-// onReadiness applies a watcher's report if it is about u's current
-// process, still waiting.
-func (l *loop) onReadiness(r readinessReport) {
-	u := l.byName[r.name]
-	if u == nil || !u.alive || u.pid != r.pid || u.state != ReadyWait {
+// onReadiness applies news from the readiness manager if it is about u's
+// current process: a stale pid (a process since stopped or replaced) is
+// ignored. A STATUS= line is kept for `readiness`; an outcome counts only
+// while u waits.
+func (l *loop) onReadiness(ev readiness.Event) {
+	u := l.byName[ev.Name]
+	if u == nil || !u.alive || u.pid != ev.Pid {
 		return
 	}
-	if r.err != nil {
-		l.stop(u, fmt.Sprintf("readiness check failed: %v", r.err), Failed)
-		return
+	switch {
+	case !ev.Ready && ev.Err == nil: // a STATUS= line, possibly empty
+		u.status = ev.Status
+	case u.state != ReadyWait:
+	case ev.Ready:
+		l.log.Infof("component '%s' is ready (waited %v)", u.Name, time.Since(u.since).Round(time.Millisecond))
+		l.activate(u)
+	case errors.Is(ev.Err, readiness.ErrTimeout):
+		l.log.Errorf("component '%s': %v", u.Name, ev.Err)
+		l.stop(u, ev.Err.Error(), Failed)
+	default:
+		l.log.Errorf("component '%s': readiness check failed: %v", u.Name, ev.Err)
+		l.stop(u, fmt.Sprintf("readiness check failed: %v", ev.Err), Failed)
 	}
-	l.log.Infof("component '%s' is ready (waited %v)", u.Name, time.Since(u.since).Round(time.Millisecond))
-	l.activate(u)
 }
 
+// exited handles a reaped process: a component's, a readiness check's
+// (handed to the readiness manager) or an orphan's.
 func (l *loop) exited(e supervise.Exit) {
 	u := l.byPid[e.Pid]
 	if u == nil {
-		l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
+		if l.ready == nil || !l.ready.Exited(e) {
+			l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
+		}
 		return
 	}
 	delete(l.byPid, e.Pid)
-	u.alive, u.killAt, u.readyBy = false, time.Time{}, time.Time{}
+	l.cancelReadiness(u)
+	u.alive, u.killAt = false, time.Time{}
 	switch {
 	case u.state == Stopping:
 		l.log.Infof("component '%s' stopped (%v)", u.Name, e)
@@ -184,12 +223,20 @@ func (l *loop) resetRestarts(u *unit) {
 // the unit becomes then (see exited).
 func (l *loop) stop(u *unit, why string, then State) {
 	l.withdraw(u)
+	l.cancelReadiness(u)
 	u.state, u.reason, u.then = Stopping, why, then
-	u.readyBy = time.Time{}
 	u.killAt = time.Now().Add(stopGrace)
 	l.log.Infof("stopping component '%s' (pid %d): %s", u.Name, u.pid, why)
 	if err := supervise.Signal(u.pid, syscall.SIGTERM); err != nil {
 		l.log.Warnf("component '%s': %v", u.Name, err)
+	}
+}
+
+// cancelReadiness ends the readiness watch of u's process, if any: it has
+// ended or is being stopped.
+func (l *loop) cancelReadiness(u *unit) {
+	if l.ready != nil && u.waitsForReadiness() {
+		l.ready.Cancel(u.Name)
 	}
 }
 
@@ -204,11 +251,11 @@ func (l *loop) kill(u *unit) {
 // hasRunningDependent reports whether a running component other than u
 // requires something u provides.
 func (l *loop) hasRunningDependent(u *unit) bool {
-	for _, v := range l.units {
-		if v != u && v.alive && slices.ContainsFunc(v.Requires, func(c string) bool {
-			return slices.Contains(u.Provides, c)
-		}) {
-			return true
+	for _, c := range u.Provides {
+		for _, v := range l.dependents[c] {
+			if v != u && v.alive && slices.Contains(v.Requires, c) {
+				return true
+			}
 		}
 	}
 	return false

@@ -14,6 +14,7 @@ import (
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
 	"yakimg/yakiros/machine"
+	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
 
@@ -37,9 +38,24 @@ type loop struct {
 	caps      *capability.Registry
 	rejected  []error // the files the latest load rejected, for validate
 
-	// readiness carries the reports of readiness watchers (one per method
-	// of config.Readiness, run outside the loop) about a READY_WAIT unit.
-	readiness chan readinessReport
+	// ready watches READY_WAIT units (nil if it could not be set up: then
+	// a unit with a readiness method fails to start, saying why).
+	ready    *readiness.Manager
+	readyErr error // why ready is nil
+	// spawn starts a unit's process: supervise.Start, faked in benchmarks.
+	spawn func(supervise.Spec) (int, error)
+
+	// dependents maps a capability to the units requiring it (by current
+	// or pending declaration), so that a capability coming up or going
+	// down re-examines just those. Rebuilt whenever declarations change;
+	// it may name units that are gone since, which users skip.
+	dependents map[string][]*unit
+	// queue holds the units resolve still has to examine.
+	queue []*unit
+	// cycles maps the members of every dependency cycle of the latest
+	// declarations to the cycle's message; they stay in CYCLE.
+	cycles map[string]string
+
 	// dirChanged is signalled by the config directory's watcher.
 	dirChanged chan struct{}
 	reloadAt   time.Time     // when a debounced reload is due
@@ -47,15 +63,10 @@ type loop struct {
 	halt       *shutdown     // non-nil once shutdown has begun
 }
 
-// readinessReport is a watcher's verdict on one process of a component:
-// ready (err nil) or never going to be (err says why).
-type readinessReport struct {
-	name string
-	pid  int
-	err  error
-}
-
-func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, comps []config.Component, rejected []error) *loop {
+// newLoop sets up the loop over comps. ready may be nil, with readyErr
+// saying why.
+func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, ready *readiness.Manager, readyErr error,
+	comps []config.Component, rejected []error) *loop {
 	l := &loop{
 		log:        log,
 		pid1:       pid1,
@@ -65,10 +76,12 @@ func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, com
 		byPid:      map[int]*unit{},
 		caps:       capability.NewRegistry(),
 		rejected:   rejected,
-		readiness:  make(chan readinessReport),
+		ready:      ready,
+		readyErr:   readyErr,
 		dirChanged: make(chan struct{}, 1),
 		quit:       make(chan struct{}),
 	}
+	l.spawn = func(spec supervise.Spec) (int, error) { return supervise.Start(spec, l.logs) }
 	kernel := &unit{
 		Component: config.Component{Name: capability.Kernel, Binary: "[kernel]", Type: config.Service,
 			Provides: capability.KernelCapabilities()},
@@ -81,6 +94,7 @@ func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, com
 		log.Infof("loaded component '%s' from %s", c.Name, c.File)
 	}
 	log.Infof("loaded %d components", len(comps))
+	l.declarationsChanged()
 	return l
 }
 
@@ -100,6 +114,10 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	ctxDone := ctx.Done()
+	var readyNews <-chan struct{} // nil without a readiness manager: never ready
+	if l.ready != nil {
+		readyNews = l.ready.Pending()
+	}
 	l.log.Infof("performing initial graph resolution")
 	l.resolve()
 	l.log.Infof("entering main event loop")
@@ -117,8 +135,10 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			case syscall.SIGHUP:
 				l.reload("SIGHUP")
 			}
-		case r := <-l.readiness:
-			l.onReadiness(r)
+		case <-readyNews:
+			for _, ev := range l.ready.Take() {
+				l.onReadiness(ev)
+			}
 		case <-l.dirChanged:
 			l.reloadAt = time.Now().Add(reloadDebounce)
 		case c := <-calls:
@@ -135,8 +155,8 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 }
 
 // arm sets timer to the earliest deadline: a kill after the grace period,
-// the end of a restart back-off, a readiness timeout, a debounced reload or
-// a shutdown phase.
+// the end of a restart back-off, a debounced reload or a shutdown phase.
+// (Readiness timeouts are the readiness manager's: they arrive as events.)
 func (l *loop) arm(timer *time.Timer) {
 	var next time.Time
 	consider := func(t time.Time) {
@@ -147,7 +167,6 @@ func (l *loop) arm(timer *time.Timer) {
 	for _, u := range l.units {
 		consider(u.killAt)
 		consider(u.restartAt)
-		consider(u.readyBy)
 	}
 	consider(l.reloadAt)
 	if l.halt != nil {
@@ -170,9 +189,6 @@ func (l *loop) tick(now time.Time) {
 			u.state = Inactive
 			l.log.Infof("component '%s': back-off over, restarting", u.Name)
 		}
-		if !u.readyBy.IsZero() && !now.Before(u.readyBy) {
-			l.stop(u, fmt.Sprintf("readiness timeout after %v", u.readinessTimeout()), Failed)
-		}
 	}
 	if !l.reloadAt.IsZero() && !now.Before(l.reloadAt) {
 		l.reloadAt = time.Time{}
@@ -184,34 +200,49 @@ func (l *loop) tick(now time.Time) {
 // stops every running one that lost a requirement, until nothing changes,
 // and returns the components it started. Once shutdown has begun it
 // advances shutdown instead.
+//
+// It examines every unit once, and then again only the units requiring a
+// capability that came up or went down meanwhile (provide and withdraw
+// queue them): a pass costs time linear in the units and their
+// requirements, however long the chains, where passes repeated until
+// nothing changes would cost one pass per link of a chain declared in
+// reverse order.
 func (l *loop) resolve() (started []*unit) {
 	if l.halt != nil {
+		l.queue = l.queue[:0]
 		l.advanceShutdown()
 		return nil
 	}
-	passes := 0
-	for changed := true; changed; passes++ {
-		changed = false
-		for _, u := range l.units {
-			switch missing := l.missing(u); {
-			case u.state == Inactive && !u.alive && missing == "":
-				l.start(u)
-				started = append(started, u)
-				changed = true
-			case u.alive && u.state != Stopping && missing != "":
+	stopped := 0
+	l.queue = append(l.queue[:0], l.units...)
+	for i := 0; i < len(l.queue); i++ {
+		u := l.queue[i]
+		if l.byName[u.Name] != u {
+			continue // forgotten since the index was built
+		}
+		switch {
+		case u.state != Inactive || u.alive:
+			if missing := l.missing(u); u.alive && u.state != Stopping && missing != "" {
 				l.stop(u, fmt.Sprintf("requirement '%s' is down", missing), Inactive)
-				changed = true
+				stopped++
 			}
+		case l.cycles[u.Name] != "":
+			u.state, u.reason = Cycle, l.cycles[u.Name]
+		case l.missing(u) == "":
+			l.start(u)
+			started = append(started, u)
 		}
 	}
-	if passes > 1 {
+	clear(l.queue) // keep no units alive through the spare capacity
+	l.queue = l.queue[:0]
+	if len(started) > 0 || stopped > 0 {
 		up := 0
 		for _, c := range l.caps.List() {
 			if c.Status == capability.Up {
 				up++
 			}
 		}
-		l.log.Infof("graph stable after %d passes (%d components, %d capabilities up)", passes, len(l.units), up)
+		l.log.Infof("graph stable: %d started, %d stopped (%d components, %d capabilities up)", len(started), stopped, len(l.units), up)
 	}
 	return started
 }
@@ -240,18 +271,24 @@ func (l *loop) reap() {
 	}
 }
 
+// provide registers u's capabilities and queues the dependents of those
+// that came up for resolve.
 func (l *loop) provide(u *unit) {
 	for _, c := range u.Provides {
 		if l.caps.Provide(c, u.Name) {
 			l.log.Infof("capability UP: %s (provided by %s)", c, u.Name)
+			l.queue = append(l.queue, l.dependents[c]...)
 		}
 	}
 }
 
+// withdraw removes u's capabilities and queues the dependents of those
+// that went down for resolve.
 func (l *loop) withdraw(u *unit) {
 	for _, c := range u.Provides {
 		if l.caps.Withdraw(c, u.Name) {
 			l.log.Infof("capability DOWN: %s", c)
+			l.queue = append(l.queue, l.dependents[c]...)
 		}
 	}
 }

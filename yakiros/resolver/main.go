@@ -8,17 +8,22 @@
 // request makes Main return.
 //
 // One event loop (loop.go) owns all state; signals, control requests, the
-// config directory's watcher and timers reach it as events, and a
-// resolution pass follows every one. lifecycle.go is a component's life:
-// start, readiness, exit, stop (SIGTERM, then SIGKILL after stopGrace) and
-// the restart policy. A FAILED component starts again after a back-off of
-// 1s doubling up to 30s while it has had fewer than restart_max starts
-// within restart_window; past that it stays FAILED, reason "restarting too
-// fast: N starts in W", until `graphctl resolve` or a reload resets the
-// count. A component that loses a requirement is stopped and becomes
-// INACTIVE, and starts again when the requirement returns; a new process is
-// only ever started once the old one has been reaped. reload.go applies a
-// changed config directory (SIGHUP, inotify, `graphctl reload`).
+// config directory's watcher, the readiness manager (package readiness,
+// which also keeps the readiness deadlines) and timers reach it as events,
+// and a resolution pass follows every one. lifecycle.go is a component's
+// life: start, readiness, exit, stop (SIGTERM, then SIGKILL after
+// stopGrace) and the restart policy. graphcmd.go finds the dependency
+// cycles after every load and reload (their members stay in CYCLE, never
+// started) and answers the analysis commands with package graph.
+//
+// A FAILED component starts again after a back-off of 1s doubling up to
+// 30s while it has had fewer than restart_max starts within
+// restart_window; past that it stays FAILED, reason "restarting too fast:
+// N starts in W", until `graphctl resolve` or a reload resets the count. A
+// component that loses a requirement is stopped and becomes INACTIVE, and
+// starts again when the requirement returns; a new process is only ever
+// started once the old one has been reaped. reload.go applies a changed
+// config directory (SIGHUP, inotify, `graphctl reload`).
 package resolver
 
 import (
@@ -34,10 +39,11 @@ import (
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
 	"yakimg/yakiros/machine"
+	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
 
-const usage = `Usage: graph-resolver [--config-dir DIR] [--control-socket PATH] [--log-dir DIR] [--log-max SIZE]
+const usage = `Usage: graph-resolver [--config-dir DIR] [--control-socket PATH] [--notify-socket PATH] [--log-dir DIR] [--log-max SIZE]
 
 YakirOS init: brings up the components declared in DIR/*.toml as their
 required capabilities come up, and serves graphctl on the control socket.
@@ -49,15 +55,22 @@ start. A failed component is restarted after a back-off (1s, doubling up to
 30s) while it has had fewer than restart_max starts within restart_window;
 past that it stays FAILED until graphctl resolve or a reload.
 
+A service with a readiness method (file, command, notify, signal) provides
+its capabilities only once ready; one not ready within readiness_timeout
+fails. Components in a dependency cycle stay in state CYCLE, never
+started; the rest of the graph comes up.
+
 Options:
   --config-dir DIR        component declarations (default /etc/graph.d)
   --control-socket PATH   control socket (default $GRAPHCTL_SOCKET or /run/graph-resolver.sock)
+  --notify-socket PATH    datagram socket for READY=1 of notify services, passed to
+                          them as NOTIFY_SOCKET (default /run/graph/notify.sock)
   --log-dir DIR           per-component logs, DIR/<name>.log (default /run/graph)
   --log-max SIZE          rotate a log to <name>.log.1 at this size: bytes, or with
                           a K, M or G suffix (default 1M)
 
 Example:
-  graph-resolver --config-dir ./graph.d --control-socket /tmp/gr.sock --log-dir /tmp/graph
+  graph-resolver --config-dir ./graph.d --control-socket /tmp/gr.sock --notify-socket /tmp/graph/notify.sock --log-dir /tmp/graph
 `
 
 // bootMachine does PID 1's first duties and opens /dev/kmsg for its log
@@ -84,6 +97,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fs.SetOutput(io.Discard)
 	configDir := fs.String("config-dir", "/etc/graph.d", "")
 	socket := fs.String("control-socket", control.SocketPath(), "")
+	notifySocket := fs.String("notify-socket", "/run/graph/notify.sock", "")
 	logDir := fs.String("log-dir", "/run/graph", "")
 	logMax := byteSize(1 << 20)
 	fs.Var(&logMax, "log-max", "")
@@ -125,14 +139,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	for _, err := range errs {
 		log.Errorf("rejected: %v", err)
 	}
-	logs := supervise.NewLogs(*logDir, int64(logMax), log.Warnf)
-	l := newLoop(log, pid1, *configDir, logs, comps, errs)
-	if w, err := watchDir(*configDir, l.dirChanged); err != nil {
-		log.Warnf("%v; reload with SIGHUP or graphctl reload", err)
-	} else {
-		defer w.Close()
-	}
-
+	// The control socket first: a second graph-resolver finds it taken
+	// and gives up before touching anything of the first's.
 	calls := make(chan *control.Call)
 	srv, err := control.Listen(*socket, calls, log.Warnf)
 	if err != nil {
@@ -142,6 +150,21 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	} else {
 		log.Infof("control socket ready: %s", *socket)
+	}
+	logs := supervise.NewLogs(*logDir, int64(logMax), log.Warnf)
+	ready, readyErr := newReadiness(*notifySocket, logs, log)
+	if ready != nil {
+		defer func() {
+			if err := ready.Close(); err != nil {
+				log.Warnf("close readiness manager: %v", err)
+			}
+		}()
+	}
+	l := newLoop(log, pid1, *configDir, logs, ready, readyErr, comps, errs)
+	if w, err := watchDir(*configDir, l.dirChanged); err != nil {
+		log.Warnf("%v; reload with SIGHUP or graphctl reload", err)
+	} else {
+		defer w.Close()
 	}
 
 	action := l.run(ctx, calls)
@@ -160,6 +183,28 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	log.Infof("%v", action)
 	log.Errorf("%v", machine.Halt(action))
 	return 1
+}
+
+// newReadiness starts the readiness manager with its notify socket at
+// path. Without the socket (say, its directory is read-only) file and
+// command readiness still work; the error says why notify cannot. Only if
+// even that fails is there no manager: then every component with a
+// readiness method fails to start, saying why.
+func newReadiness(path string, logs *supervise.Logs, log *logger) (*readiness.Manager, error) {
+	opts := readiness.Options{NotifySocket: path, Output: logs.Pipe, Logf: log.Warnf}
+	m, err := readiness.NewManager(opts)
+	if err == nil {
+		log.Infof("notify socket ready: %s", path)
+		return m, nil
+	}
+	log.Errorf("readiness: %v; notify and signal readiness will time out", err)
+	opts.NotifySocket = ""
+	m, err2 := readiness.NewManager(opts)
+	if err2 != nil {
+		log.Errorf("readiness: %v; components with a readiness method cannot start", err2)
+		return nil, err2
+	}
+	return m, nil
 }
 
 // byteSize is a size flag: bytes, or a number with a K, M or G suffix

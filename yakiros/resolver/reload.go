@@ -88,6 +88,7 @@ func (l *loop) reload(why string) (control.ReloadData, error) {
 			l.resetRestarts(u)
 		}
 	}
+	l.declarationsChanged()
 	l.log.Infof("reloaded %s (%s): %s", l.configDir, why, summary(d))
 	return d, nil
 }

@@ -34,6 +34,9 @@ import (
 var echoServer string
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == notifyHelper {
+		os.Exit(notifyService(os.Args[2:]))
+	}
 	dir, err := os.MkdirTemp("", "resolver-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -73,6 +76,7 @@ type instance struct {
 	dir    string // config dir
 	logDir string
 	socket string
+	notify string // notify socket
 	log    *lockedBuffer
 	done   chan int
 	cancel context.CancelFunc
@@ -109,6 +113,7 @@ func newInstance(t *testing.T) *instance {
 		dir:    filepath.Join(root, "graph.d"),
 		logDir: filepath.Join(root, "log"),
 		socket: filepath.Join(root, "ctl.sock"),
+		notify: filepath.Join(root, "run", "notify.sock"),
 		log:    &lockedBuffer{},
 		done:   make(chan int, 1),
 		pids:   map[int]bool{},
@@ -124,7 +129,8 @@ func (in *instance) start() {
 	in.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
-	args := append([]string{"--config-dir", in.dir, "--control-socket", in.socket, "--log-dir", in.logDir}, in.extra...)
+	args := append([]string{"--config-dir", in.dir, "--control-socket", in.socket, "--notify-socket", in.notify,
+		"--log-dir", in.logDir}, in.extra...)
 	go func() { in.done <- Main(ctx, args, nil, &bytes.Buffer{}, in.log) }()
 	in.t.Cleanup(func() {
 		cancel()
@@ -530,12 +536,16 @@ func TestSocketInUse(t *testing.T) {
 	in := newInstance(t)
 	in.start()
 	var errOut lockedBuffer
-	code := Main(context.Background(), []string{"--config-dir", in.dir, "--control-socket", in.socket, "--log-dir", in.logDir}, nil, &bytes.Buffer{}, &errOut)
+	code := Main(context.Background(), []string{"--config-dir", in.dir, "--control-socket", in.socket,
+		"--notify-socket", in.notify, "--log-dir", in.logDir}, nil, &bytes.Buffer{}, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "another server is answering on it") {
 		t.Errorf("second Main on a live socket = %d, log:\n%s", code, errOut.String())
 	}
 	if _, err := in.status(); err != nil {
 		t.Errorf("first instance after the second gave up: %v", err)
+	}
+	if fi, err := os.Stat(in.notify); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("first instance's notify socket after the second gave up: %v, %v", fi, err)
 	}
 }
 

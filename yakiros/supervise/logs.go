@@ -88,13 +88,31 @@ func (l *Logs) release(lf *logFile) {
 	}
 }
 
-// copy writes header, then everything read from r until every writer of
-// the pipe has closed it. Once writing fails it keeps draining r, so the
-// process never blocks on a full pipe.
+// Pipe returns the write end of a pipe whose output goes into name's log
+// like a component's own, under the same size cap, without a header: for
+// helpers such as readiness checks, whose output belongs next to the
+// component's. The caller hands it to a child and closes it.
+func (l *Logs) Pipe(name string) (*os.File, error) {
+	lf, err := l.open(name)
+	if err != nil {
+		return nil, fmt.Errorf("log pipe for %s: %w", name, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		l.release(lf)
+		return nil, fmt.Errorf("log pipe for %s: %w", name, err)
+	}
+	go l.copy(lf, r, "")
+	return w, nil
+}
+
+// copy writes header (unless empty), then everything read from r until
+// every writer of the pipe has closed it. Once writing fails it keeps
+// draining r, so the process never blocks on a full pipe.
 func (l *Logs) copy(lf *logFile, r *os.File, header string) {
 	defer l.release(lf)
 	defer r.Close()
-	failed := lf.note(header) != nil
+	failed := header != "" && lf.note(header) != nil
 	buf := make([]byte, 4096)
 	for {
 		n, err := r.Read(buf)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -252,6 +253,30 @@ func TestLogWriteLargerThanCap(t *testing.T) {
 	logs.release(lf)
 	if cur, old := read(); cur != line || old != line+line {
 		t.Errorf("after five 40-byte lines in one write: big.log %q, big.log.1 %q; want whole lines, one and two", cur, old)
+	}
+}
+
+// What a helper writes into Pipe lands in the component's log, without a
+// header, after the component's own output and under the same cap.
+func TestPipeWritesIntoComponentLog(t *testing.T) {
+	logs := testLogs(t, 1<<20)
+	pid := start(t, logs, Spec{Name: "svc", Binary: "/bin/echo", Args: []string{"own output"}})
+	reapUntil(t, pid)
+	waitLog(t, logs, "svc", "own output\n")
+	w, err := logs.Pipe("svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "check says hello\n")
+	w.Close()
+	data := waitLog(t, logs, "svc", "check says hello\n")
+	if strings.Count(data, "Starting component") != 1 || !strings.HasSuffix(data, "own output\ncheck says hello\n") {
+		t.Errorf("svc.log =\n%s\nwant the component's header and output, then the helper's line", data)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := NewLogs(file, 1<<20, t.Errorf).Pipe("x"); err == nil {
+		t.Error("Pipe with a log dir that is a file succeeded")
 	}
 }
 
