@@ -15,6 +15,8 @@ import (
 
 	"yakimg/builder"
 	"yakimg/rootfs"
+	"yakimg/suites"
+	"yakimg/suites/report"
 	"yakimg/vm"
 )
 
@@ -178,9 +180,9 @@ func checkDisk(t *testing.T, dir string) {
 	}
 }
 
-// TestBootSmoke boots the image that make test built and demands a
-// trusted, passing smoke report.
-func TestBootSmoke(t *testing.T) {
+// TestBootSuites boots the image that make test built, runs every suite
+// implemented so far and demands a trusted report in which each passed.
+func TestBootSuites(t *testing.T) {
 	img := os.Getenv("YAKIMG_TEST_IMAGE")
 	if img == "" {
 		requireOrSkip(t, "YAKIMG_TEST_IMAGE is not set (make test builds an image and sets it)")
@@ -189,7 +191,7 @@ func TestBootSmoke(t *testing.T) {
 		requireOrSkip(t, "no image in "+img+": "+err.Error())
 	}
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	code, stdout, stderr := run(t, "boot", img, "--suite", "smoke", "--accel", "tcg", "--timeout", "5m", "--json", jsonPath)
+	code, stdout, stderr := run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "5m", "--json", jsonPath)
 	t.Logf("summary:\n%s\nprogress:\n%s", stdout, stderr)
 	if code != vm.ExitPass {
 		t.Fatalf("yakimg boot exited %d; want 0", code)
@@ -216,9 +218,11 @@ func TestBootSmoke(t *testing.T) {
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatalf("report JSON: %v", err)
 	}
-	smoke, ok := rep.TestResults["smoke"]
-	if !ok || smoke.Failed != 0 || smoke.Passed < 5 {
-		t.Fatalf("smoke results = %+v; want >= 5 passed, 0 failed", smoke)
+	for _, name := range suites.Available() {
+		res, ok := rep.TestResults[report.Key(name)]
+		if !ok || res.Failed != 0 || res.Passed == 0 {
+			t.Errorf("%s results = %+v; want cases passed and none failed", name, res)
+		}
 	}
 	if rep.VMConfig.Accel != "tcg" || rep.VMConfig.Kernel == "" {
 		t.Errorf("vm_config = %+v; want accel tcg and the guest's kernel release", rep.VMConfig)
