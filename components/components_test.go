@@ -4,12 +4,15 @@
 package components
 
 import (
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"yakimg/yakiros/capability"
 	"yakimg/yakiros/config"
@@ -34,7 +37,7 @@ var want = map[string]decl{
 	"test-echo-server": {"/usr/local/bin/test-echo-server", []string{"--listen", "127.0.0.1:7070"}, config.Service, []string{"network.configured"}, []string{"test.echo"}},
 	"test-web-server": {"/usr/local/bin/test-web-server", []string{"--listen", "127.0.0.1:8080", "--files", "/run/test-files"}, config.Service,
 		[]string{"network.configured", "files"}, []string{"test.web"}},
-	"test-database": {"/usr/local/bin/test-database", []string{"--listen", "127.0.0.1:7071", "--data", "/checkpoint/test-database"}, config.Service,
+	"test-database": {"/usr/local/bin/test-database", []string{"--listen", "127.0.0.1:7071", "--data", "/checkpoint/test-database", "--ready-file", "/run/test-database.ready"}, config.Service,
 		[]string{"storage"}, []string{"test.database"}},
 	"test-monitor": {"/usr/local/bin/test-monitor", []string{"--echo", "127.0.0.1:7070", "--web", "127.0.0.1:8080", "--database", "127.0.0.1:7071"}, config.Service,
 		[]string{"test.echo", "test.web", "test.database"}, []string{"test.monitor"}},
@@ -77,6 +80,89 @@ func TestDeclarationsLoad(t *testing.T) {
 		if _, ok := comps[name]; !ok {
 			t.Errorf("component %s is not declared", name)
 		}
+	}
+}
+
+// The readiness methods the basic suite's readiness-methods case expects:
+// each of the three the image can exercise, on one service each.
+var wantReadiness = map[string]config.Readiness{
+	"test-echo-server": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
+	"test-web-server": {Method: config.ReadyCommand, Command: webReadiness,
+		Timeout: 20 * time.Second, Interval: time.Second},
+	"test-database": {Method: config.ReadyFile, File: "/run/test-database.ready",
+		Timeout: 30 * time.Second, Interval: 5 * time.Second},
+}
+
+const webReadiness = "/bin/busybox wget -q -O /dev/null http://127.0.0.1:8080/health"
+
+func TestReadiness(t *testing.T) {
+	for name, c := range load(t) {
+		want, ok := wantReadiness[name]
+		if !ok {
+			want = config.Readiness{Method: config.ReadyNone, Timeout: 30 * time.Second, Interval: 5 * time.Second}
+		}
+		if !reflect.DeepEqual(c.Readiness, want) {
+			t.Errorf("%s: readiness %+v; want %+v", name, c.Readiness, want)
+		}
+	}
+	// test-database creates the file its declaration waits for.
+	db := load(t)["test-database"]
+	if i := slices.Index(db.Args, "--ready-file"); i < 0 || i+1 == len(db.Args) || db.Args[i+1] != db.Readiness.File {
+		t.Errorf("test-database args %q do not pass --ready-file %s", db.Args, db.Readiness.File)
+	}
+}
+
+// TestWebReadinessOnHost runs test-web-server's readiness command as
+// graph-resolver does (/bin/sh -c) against the real test-web-server on
+// 127.0.0.1:8080: it fails while nothing listens and while /health is not
+// ok (files-setup's directory missing), and succeeds once it is.
+func TestWebReadinessOnHost(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skipf("the command calls /bin/busybox, which this host lacks (apt-get install busybox-static): %v", err)
+	}
+	c := load(t)["test-web-server"]
+	check := func() error { return exec.Command("/bin/sh", "-c", c.Readiness.Command).Run() }
+	if l, err := net.Listen("tcp", "127.0.0.1:8080"); err != nil {
+		t.Skipf("needs 127.0.0.1:8080, the address the command probes: %v", err)
+	} else {
+		l.Close()
+	}
+	if err := check(); err == nil {
+		t.Fatalf("%q succeeded with nothing on 127.0.0.1:8080", c.Readiness.Command)
+	}
+
+	bin := filepath.Join(t.TempDir(), "test-web-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "yakimg/testbins/test-web-server").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	files := filepath.Join(t.TempDir(), "files")
+	srv := exec.Command(bin, c.Args...)
+	srv.Args[slices.Index(srv.Args, "/run/test-files")] = files
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Process.Kill()
+		srv.Wait()
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		conn, err := net.Dial("tcp", "127.0.0.1:8080")
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("test-web-server never listened: %v", err)
+		}
+	}
+	if err := check(); err == nil {
+		t.Errorf("%q succeeded while /health is not ok (no %s)", c.Readiness.Command, files)
+	}
+	if err := os.Mkdir(files, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(); err != nil {
+		t.Errorf("%q against a healthy test-web-server: %v", c.Readiness.Command, err)
 	}
 }
 

@@ -31,6 +31,7 @@ var basic = Suite{
 		{Name: "components-up", Timeout: 60 * time.Second, Run: componentsUp},
 		{Name: "status-table-matches-json", Run: statusTableMatchesJSON},
 		{Name: "capabilities-up", Run: capabilitiesUp},
+		{Name: "readiness-methods", Timeout: 20 * time.Second, Run: readinessMethods},
 		{Name: "web-keep-alive", Timeout: 15 * time.Second, Run: webKeepAlive},
 		{Name: "database-set-get", Timeout: 15 * time.Second, Run: databaseSetGet},
 		{Name: "echo-log-tail", Timeout: 20 * time.Second, Run: echoLogTail},
@@ -315,6 +316,143 @@ func capabilitiesUp(t *T) {
 	m := capsTotal.FindStringSubmatch(lines[len(lines)-1])
 	if want := fmt.Sprintf("Total: %d capabilities (%d up, %d down)", len(caps), up, len(caps)-up); m == nil || m[0] != want {
 		t.Fatalf("graphctl caps ends with %q; want %q", lines[len(lines)-1], want)
+	}
+}
+
+// readinessStatus is one entry of `graphctl --json readiness`.
+type readinessStatus struct {
+	Name      string `json:"name"`
+	Method    string `json:"method"`
+	TimeoutMS int64  `json:"timeout_ms"`
+	State     string `json:"state"`
+	Status    string `json:"status"` // the last STATUS= a notify service sent
+	Reason    string `json:"reason"`
+}
+
+func parseReadiness(data []byte) ([]readinessStatus, error) {
+	var doc struct {
+		Components *[]readinessStatus `json:"components"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decode readiness: %w", err)
+	}
+	if doc.Components == nil {
+		return nil, errors.New("decode readiness: no \"components\" list")
+	}
+	return *doc.Components, nil
+}
+
+// readinessMethod is how a service tells graph-resolver it is ready
+// (components/*.toml): each method the image can exercise, once.
+type readinessMethod struct {
+	name, method string
+	timeout      time.Duration
+	status       string // what a notify service says in STATUS=
+}
+
+var readinessMethodsWant = []readinessMethod{
+	{echoServer, "notify", 20 * time.Second, "listening on " + echoAddr},
+	{webServer, "command", 20 * time.Second, ""},
+	{database, "file", 30 * time.Second, ""},
+}
+
+// readinessProblems says what in `graphctl --json readiness` falls short
+// of every service of readinessMethodsWant being ready by its method.
+func readinessProblems(rs []readinessStatus) string {
+	var problems []string
+	for _, w := range readinessMethodsWant {
+		i := slices.IndexFunc(rs, func(r readinessStatus) bool { return r.Name == w.name })
+		if i < 0 {
+			problems = append(problems, w.name+" is not listed")
+			continue
+		}
+		r := rs[i]
+		if r.Method != w.method || r.TimeoutMS != w.timeout.Milliseconds() {
+			problems = append(problems, fmt.Sprintf("%s has method %s, timeout %dms; want %s, %dms", w.name, r.Method, r.TimeoutMS, w.method, w.timeout.Milliseconds()))
+		}
+		if r.State != "ACTIVE" {
+			problems = append(problems, fmt.Sprintf("%s is %s, not ACTIVE (reason %q)", w.name, r.State, r.Reason))
+		}
+		if r.Status != w.status {
+			problems = append(problems, fmt.Sprintf("%s has status %q; want %q", w.name, r.Status, w.status))
+		}
+	}
+	return strings.Join(problems, "; ")
+}
+
+var readinessSummary = regexp.MustCompile(`^Summary: (\d+) ready, (\d+) waiting, (\d+) failed/timeout$`)
+
+// readinessText checks the human `graphctl readiness` layout: the header,
+// a READY line for each service of readinessMethodsWant and a summary
+// counting at least those ready.
+func readinessText(out string) error {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if lines[0] != "Readiness Status:" {
+		return fmt.Errorf("no \"Readiness Status:\" header at the top of %q", out)
+	}
+	for _, w := range readinessMethodsWant {
+		want := fmt.Sprintf("  %s: method=%s, timeout=%ds [READY]", w.name, w.method, int(w.timeout.Seconds()))
+		if !slices.Contains(lines, want) {
+			return fmt.Errorf("no line %q in %q", want, out)
+		}
+	}
+	m := readinessSummary.FindStringSubmatch(lines[len(lines)-1])
+	if m == nil {
+		return fmt.Errorf("the last line is %q; want \"Summary: N ready, N waiting, N failed/timeout\"", lines[len(lines)-1])
+	}
+	if ready, _ := strconv.Atoi(m[1]); ready < len(readinessMethodsWant) {
+		return fmt.Errorf("%q counts fewer than the %d services ready", m[0], len(readinessMethodsWant))
+	}
+	return nil
+}
+
+// readinessNow asks `graphctl --json readiness` once and returns what falls
+// short, "" if nothing.
+func readinessNow(t *T) string {
+	out, _, err := t.graphctl("--json", "readiness")
+	switch {
+	case err != nil && t.ctx.Err() == nil:
+		t.Fatalf("%v", err)
+	case err != nil:
+		return err.Error()
+	}
+	rs, err := parseReadiness([]byte(out))
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return readinessProblems(rs)
+}
+
+// readinessMethods checks that the services declaring readiness by notify,
+// command and file each became ready that way, as `graphctl readiness`
+// shows it in JSON and as text.
+func readinessMethods(t *T) {
+	waitSettled(t, settledRecheck)
+	start := time.Now()
+	var last string
+	for {
+		seen := readinessNow(t)
+		if seen == "" {
+			break
+		}
+		// A call cut short by the deadline says less than the one before.
+		if last == "" || t.ctx.Err() == nil {
+			last = seen
+		}
+		if time.Since(start) >= settledRecheck || t.ctx.Err() != nil {
+			t.Fatalf("graphctl --json readiness for %v: %s", time.Since(start).Round(time.Millisecond), last)
+		}
+		select {
+		case <-t.ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	out, _, err := t.graphctl("readiness")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if err := readinessText(out); err != nil {
+		t.Fatalf("graphctl readiness: %v", err)
 	}
 }
 

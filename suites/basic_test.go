@@ -47,7 +47,7 @@ func TestCompareStatus(t *testing.T) {
 
 func TestBasicCasesAgainstCannedGuest(t *testing.T) {
 	g := replyGraphctl(t, guestReplies(t))
-	for _, name := range []string{"status-table-matches-json", "capabilities-up"} {
+	for _, name := range []string{"status-table-matches-json", "capabilities-up", "readiness-methods"} {
 		if c := runSuiteCase(t, basic, name, g); c.Status != report.Pass {
 			t.Errorf("%s = %+v; want pass", name, c)
 		}
@@ -73,6 +73,32 @@ func TestBasicCatchesWrongAnswers(t *testing.T) {
 		{"table disagrees", "capabilities-up", "caps", "test.echo                      UP      test-echo-server", "test.echo                      DOWN    -", "shows test.echo as"},
 		{"total wrong", "capabilities-up", "caps", "(15 up, 0 down)", "(14 up, 1 down)", "ends with"},
 		{"status table", "status-table-matches-json", "status", "Summary: 8 active", "Summary: 9 active", "summary counts"},
+		{"echo not listed", "readiness-methods", "--json readiness", `"name": "test-echo-server"`, `"name": "test-echo-server-2"`, "test-echo-server is not listed"},
+		{"web waiting", "readiness-methods", "--json readiness", `"method": "command",
+      "timeout_ms": 20000,
+      "state": "ACTIVE"`, `"method": "command",
+      "timeout_ms": 20000,
+      "state": "READY_WAIT"`, "test-web-server is READY_WAIT, not ACTIVE"},
+		{"database failed", "readiness-methods", "--json readiness", `"state": "ACTIVE",
+      "waiting_ms": 0,
+      "status": "",
+      "reason": ""`, `"state": "FAILED",
+      "waiting_ms": 0,
+      "status": "",
+      "reason": "readiness timeout after 30s"`, `test-database is FAILED, not ACTIVE (reason "readiness timeout after 30s")`},
+		{"database by command", "readiness-methods", "--json readiness", `"method": "file"`, `"method": "command"`, "test-database has method command"},
+		{"web timeout", "readiness-methods", "--json readiness", `"timeout_ms": 20000,
+      "state": "ACTIVE",
+      "waiting_ms": 0,
+      "status": "",`, `"timeout_ms": 30000,
+      "state": "ACTIVE",
+      "waiting_ms": 0,
+      "status": "",`, "test-web-server has method command, timeout 30000ms; want command, 20000ms"},
+		{"no notify status", "readiness-methods", "--json readiness", `"status": "listening on 127.0.0.1:7070"`, `"status": ""`, "test-echo-server has status"},
+		{"no header", "readiness-methods", "readiness", "Readiness Status:", "Readiness:", "header"},
+		{"echo waiting text", "readiness-methods", "readiness", "timeout=20s [READY]\n  test-web-server", "timeout=20s [WAITING 3s]\n  test-web-server", "test-echo-server: method=notify"},
+		{"summary short", "readiness-methods", "readiness", "Summary: 3 ready", "Summary: 2 ready", "counts fewer than the 3"},
+		{"no summary", "readiness-methods", "readiness", "\nSummary: 3 ready, 0 waiting, 0 failed/timeout\n", "\n", "the last line is"},
 	} {
 		replies := guestReplies(t)
 		r := replies[tc.args]
@@ -83,7 +109,7 @@ func TestBasicCatchesWrongAnswers(t *testing.T) {
 		r.stdout = changed
 		replies[tc.args] = r
 		d := 3 * time.Second
-		if tc.name == "monitor not up" {
+		if tc.name == "monitor not up" || tc.args == "--json readiness" {
 			d = waitFails
 		}
 		c := runSuiteCaseWithin(t, basic, tc.caseName, replyGraphctl(t, replies), d)

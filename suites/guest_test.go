@@ -74,6 +74,8 @@ func guestReplies(t *testing.T) map[string]reply {
 		"path test-monitor network-setup":      "path.txt",
 		"--json simulate remove network-setup": "simulate.json",
 		"simulate remove network-setup":        "simulate.txt",
+		"--json readiness":                     "readiness.json",
+		"readiness":                            "readiness.txt",
 	} {
 		r[args] = reply{stdout: readGuest(t, file)}
 	}

@@ -8,8 +8,9 @@
 //	anything else       → ERR <why>
 //
 // Every SET is appended to <data>/db.log and synced before the reply, and the
-// log is replayed at start, so data survives a restart. It logs to stdout and
-// stops cleanly on SIGTERM.
+// log is replayed at start, so data survives a restart. With --ready-file it
+// creates that file once it has replayed the log and listens (YakirOS
+// readiness "file"). It logs to stdout and stops cleanly on SIGTERM.
 package main
 
 import (
@@ -33,6 +34,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:7071", "TCP address to listen on")
 	version := flag.String("version", "v1", "version PING answers with")
 	data := flag.String("data", "/checkpoint/test-database", "directory holding the data")
+	readyFile := flag.String("ready-file", "", "file to create once the data is loaded and the port listens")
 	flag.Parse()
 	log.SetOutput(os.Stdout)
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
@@ -44,7 +46,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer db.close()
-	if err := serve(ctx, *listen, *version, db); err != nil {
+	if err := serve(ctx, *listen, *version, *readyFile, db); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -147,13 +149,21 @@ func (s *store) answer(line, version string) string {
 	}
 }
 
-// serve accepts clients until ctx ends, then closes every connection.
-func serve(ctx context.Context, addr, version string, db *store) error {
+// serve accepts clients until ctx ends, then closes every connection. Once
+// it listens it creates readyFile, unless that is "".
+func serve(ctx context.Context, addr, version, readyFile string, db *store) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	log.Printf("test-database %s listening on %s (pid %d)", version, ln.Addr(), os.Getpid())
+	if readyFile != "" {
+		if err := markReady(readyFile, ln.Addr().String()); err != nil {
+			ln.Close()
+			return err
+		}
+		log.Printf("created %s", readyFile)
+	}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -190,6 +200,29 @@ func serve(ctx context.Context, addr, version string, db *store) error {
 	}
 	wg.Wait()
 	log.Printf("test-database %s stopped", version)
+	return nil
+}
+
+// markReady creates path saying where the server listens. The content is
+// written to a temporary file beside it and renamed into place, so the path
+// appears at once with all of it: graph-resolver counts the server ready as
+// soon as the name exists.
+func markReady(path, addr string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("ready file: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "listening on %s (pid %d)\n", addr, os.Getpid())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("ready file %s: %w", path, err)
+	}
 	return nil
 }
 

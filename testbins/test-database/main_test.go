@@ -33,8 +33,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// start runs the program on a free port with its data in dir.
-func start(t *testing.T, dir string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
+// start runs the program on a free port with its data in dir and the
+// extra arguments.
+func start(t *testing.T, dir string, extra ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +44,7 @@ func start(t *testing.T, dir string) (addr string, cmd *exec.Cmd, out *strings.B
 	addr = ln.Addr().String()
 	ln.Close()
 	out = &strings.Builder{}
-	cmd = exec.Command(bin, "--listen", addr, "--data", dir, "--version", "v3")
+	cmd = exec.Command(bin, append([]string{"--listen", addr, "--data", dir, "--version", "v3"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -149,5 +150,55 @@ func TestUnwritableDataDir(t *testing.T) {
 	b, err := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", filepath.Join(file, "db")).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "data directory") {
 		t.Errorf("data dir under a file: %v, output %q; want a failure about the data directory", err, b)
+	}
+}
+
+// TestReadyFile waits for the ready file as graph-resolver does, then checks
+// what its existence promises: the log was replayed and the port answers at
+// the first attempt. Nothing else is left beside it.
+func TestReadyFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "db.log"), []byte("SET k before the restart\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDir := t.TempDir()
+	ready := filepath.Join(runDir, "test-database.ready")
+	addr, cmd, out := start(t, dir, "--ready-file", ready)
+	var data []byte
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if data, err = os.ReadFile(ready); err == nil {
+			break
+		}
+		if !os.IsNotExist(err) || time.Now().After(deadline) {
+			t.Fatalf("%s: %v\n%s", ready, err, out)
+		}
+	}
+	if want := fmt.Sprintf("listening on %s (pid %d)\n", addr, cmd.Process.Pid); string(data) != want {
+		t.Errorf("%s holds %q; want %q", ready, data, want)
+	}
+	if names, err := os.ReadDir(runDir); err != nil || len(names) != 1 {
+		t.Errorf("%s holds %v, %v; want only the ready file", runDir, names, err)
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("once %s exists: %v", ready, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c.ask("GET k", "VALUE before the restart")
+	stop(t, cmd)
+	if !strings.Contains(out.String(), "created "+ready) {
+		t.Errorf("stdout does not say it created %s:\n%s", ready, out)
+	}
+}
+
+func TestReadyFileUnwritable(t *testing.T) {
+	ready := filepath.Join(t.TempDir(), "missing", "test-database.ready")
+	b, err := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--ready-file", ready).CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "ready file") {
+		t.Errorf("--ready-file in a missing directory: %v, output %q; want a failure about the ready file", err, b)
 	}
 }

@@ -1,7 +1,9 @@
 // Command test-echo-server is a YakirOS test service: a TCP server that
 // answers every line a client sends with "<version> <line>", so a client can
 // tell which build of the service answered (the hot-swap suite relies on it).
-// It serves many clients at once and logs to stdout.
+// It serves many clients at once and logs to stdout. Started with
+// $NOTIFY_SOCKET set (YakirOS readiness "notify"), it sends READY=1 there
+// once it listens.
 package main
 
 import (
@@ -29,18 +31,26 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, *listen, *version); err != nil {
+	if err := serve(ctx, *listen, *version, os.Getenv("NOTIFY_SOCKET")); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// serve accepts clients until ctx ends, then closes every connection.
-func serve(ctx context.Context, addr, version string) error {
+// serve accepts clients until ctx ends, then closes every connection. Once
+// it listens it tells the notify socket, if there is one, that it is ready.
+func serve(ctx context.Context, addr, version, notifySocket string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	log.Printf("test-echo-server %s listening on %s (pid %d)", version, ln.Addr(), os.Getpid())
+	if notifySocket != "" {
+		if err := notifyReady(notifySocket, "listening on "+ln.Addr().String()); err != nil {
+			ln.Close()
+			return err
+		}
+		log.Printf("told %s it is ready", notifySocket)
+	}
 
 	var (
 		wg    sync.WaitGroup
@@ -78,6 +88,22 @@ func serve(ctx context.Context, addr, version string) error {
 	}
 	wg.Wait()
 	log.Printf("test-echo-server %s stopped", version)
+	return nil
+}
+
+// notifyReady sends one datagram with READY=1 and a STATUS= line to the
+// unix datagram socket at path (the sd_notify protocol YakirOS reads). It is
+// sent from this process, which stays alive, so graph-resolver can attribute
+// it by the sender's pid.
+func notifyReady(path, status string) error {
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", path, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1\nSTATUS=" + status)); err != nil {
+		return fmt.Errorf("notify %s: %w", path, err)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,12 @@ func build(t *testing.T) string {
 // startServer builds the real program and runs it on a free port.
 func startServer(t *testing.T, args ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
 	t.Helper()
+	return startServerEnv(t, nil, args...)
+}
+
+// startServerEnv is startServer with env added to the program's environment.
+func startServerEnv(t *testing.T, env []string, args ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
+	t.Helper()
 	bin := build(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,6 +42,7 @@ func startServer(t *testing.T, args ...string) (addr string, cmd *exec.Cmd, out 
 	ln.Close()
 	out = &strings.Builder{}
 	cmd = exec.Command(bin, append([]string{"--listen", addr}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -123,5 +131,75 @@ func TestListenFailure(t *testing.T) {
 	b, err := exec.Command(build(t), "--listen", "256.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "listen 256.0.0.1:1") {
 		t.Errorf("bad --listen: %v, output %q; want a failure naming the address", err, b)
+	}
+}
+
+// TestNotifyReady receives the readiness datagram on a real unix datagram
+// socket, as graph-resolver does: one message with READY=1 and the status,
+// sent by the server's own process (the kernel-checked sender pid
+// graph-resolver attributes it by), and only once the port accepts.
+func TestNotifyReady(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PASSCRED, 1)
+	}); err != nil || serr != nil {
+		t.Fatalf("SO_PASSCRED: %v, %v", err, serr)
+	}
+
+	addr, cmd, out := startServerEnv(t, []string{"NOTIFY_SOCKET=" + sock})
+	ln.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
+	n, oobn, _, _, err := ln.ReadMsgUnix(buf, oob)
+	if err != nil {
+		t.Fatalf("no datagram on %s: %v\n%s", sock, err, out)
+	}
+	if got, want := string(buf[:n]), "READY=1\nSTATUS=listening on "+addr; got != want {
+		t.Errorf("datagram = %q; want %q", got, want)
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v, %v; want the sender's credentials", msgs, err)
+	}
+	cred, err := syscall.ParseUnixCredentials(&msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(cred.Pid) != cmd.Process.Pid {
+		t.Errorf("sender pid %d; want the server, pid %d", cred.Pid, cmd.Process.Pid)
+	}
+
+	// Ready means listening: the first attempt connects and is answered.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("after READY=1: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintln(conn, "hello")
+	if got, err := bufio.NewReader(conn).ReadString('\n'); err != nil || got != "v1 hello\n" {
+		t.Errorf("reply after READY=1 = %q, %v; want %q", got, err, "v1 hello\n")
+	}
+	if !strings.Contains(out.String(), "told "+sock+" it is ready") {
+		t.Errorf("stdout does not say it notified %s:\n%s", sock, out)
+	}
+}
+
+func TestNotifySocketMissing(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "absent.sock")
+	cmd := exec.Command(build(t), "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	b, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "notify "+sock) {
+		t.Errorf("NOTIFY_SOCKET=%s (absent): %v, output %q; want a failure naming it", sock, err, b)
 	}
 }
