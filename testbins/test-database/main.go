@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"yakimg/testbins/internal/tcpserve"
 )
 
 func main() {
@@ -164,41 +166,9 @@ func serve(ctx context.Context, addr, version, readyFile string, db *store) erro
 		}
 		log.Printf("created %s", readyFile)
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-	)
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		mu.Lock()
-		conns[conn] = true
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			session(conn, version, db)
-			mu.Lock()
-			delete(conns, conn)
-			mu.Unlock()
-		}()
+	if err := tcpserve.Serve(ctx, ln, func(conn net.Conn) { session(conn, version, db) }); err != nil {
+		return err
 	}
-	wg.Wait()
 	log.Printf("test-database %s stopped", version)
 	return nil
 }

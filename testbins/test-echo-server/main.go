@@ -18,8 +18,9 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
+
+	"yakimg/testbins/internal/tcpserve"
 )
 
 func main() {
@@ -52,41 +53,9 @@ func serve(ctx context.Context, addr, version, notifySocket string) error {
 		log.Printf("told %s it is ready", notifySocket)
 	}
 
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
-	)
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		mu.Lock()
-		conns[conn] = true
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			echo(conn, version)
-			mu.Lock()
-			delete(conns, conn)
-			mu.Unlock()
-		}()
+	if err := tcpserve.Serve(ctx, ln, func(conn net.Conn) { echo(conn, version) }); err != nil {
+		return err
 	}
-	wg.Wait()
 	log.Printf("test-echo-server %s stopped", version)
 	return nil
 }
