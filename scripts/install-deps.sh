@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs what building, booting and testing need on a Debian 12 machine:
 # QEMU, e2fsprogs (e2fsck/debugfs for the disk checks), cpio and zstd (archive
-# checks), and fresh package lists so 'apt-get download' finds the locked
-# versions. Idempotent; needs root (or sudo) only when something is missing.
+# checks), graphviz (the DOT output is checked with dot), busybox-static (the
+# image's shell, run on the host by component tests), and fresh package lists
+# so 'apt-get download' finds the locked versions. Idempotent; needs root (or sudo) only when something is missing.
 set -eu
 
-need="qemu-system-x86 e2fsprogs cpio zstd util-linux ca-certificates"
+need="qemu-system-x86 e2fsprogs cpio zstd util-linux ca-certificates graphviz busybox-static"
 missing=""
 for p in $need; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
