@@ -44,6 +44,9 @@ type Options struct {
 	Cache    rootfs.Cache
 	OutDir   string
 	Progress func(format string, args ...any)
+	// Epoch, when set, replaces Project.Epoch: yakimg verify rebuilds with
+	// the epoch an image recorded, whatever SOURCE_DATE_EPOCH says now.
+	Epoch *time.Time
 }
 
 func (o *Options) progress(format string, args ...any) {
@@ -233,7 +236,9 @@ func assemble(ctx context.Context, o Options, work string) (*Manifest, error) {
 func gatherInputs(ctx context.Context, o Options) (inputs, error) {
 	var in inputs
 	var err error
-	if in.epoch, err = o.Project.Epoch(); err != nil {
+	if o.Epoch != nil {
+		in.epoch = o.Epoch.UTC()
+	} else if in.epoch, err = o.Project.Epoch(); err != nil {
 		return in, err
 	}
 	if in.goVersion, err = GoVersion(ctx); err != nil {
