@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"yakimg/builder"
 	"yakimg/rootfs"
@@ -103,8 +107,8 @@ func sha256File(t *testing.T, path string) string {
 }
 
 // TestReproducibleBuild builds the image twice from copies of the source in
-// different directories, with different TMPDIR and TZ, and demands
-// identical artifacts that e2fsck accepts.
+// different directories, with different TMPDIR, TZ, umask and source file
+// mtimes, and demands identical artifacts that e2fsck accepts.
 func TestReproducibleBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the image twice; skipped in -short mode")
@@ -113,9 +117,19 @@ func TestReproducibleBuild(t *testing.T) {
 	lockedAndCached(t, root)
 	base := t.TempDir()
 	var outs []string
-	for i, variant := range []struct{ dir, tz string }{{"a/src", "UTC"}, {"b/deeper/yakimg-copy", "Asia/Kolkata"}} {
+	for i, variant := range []struct {
+		dir, tz string
+		umask   int
+		mtime   time.Time
+	}{
+		{"a/src", "UTC", 0o022, time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)},
+		{"b/deeper/yakimg-copy", "Asia/Kolkata", 0o077, time.Date(2031, 7, 8, 9, 10, 11, 0, time.UTC)},
+	} {
 		src := filepath.Join(base, variant.dir)
 		copySource(t, root, src)
+		touchAll(t, src, variant.mtime)
+		old := syscall.Umask(variant.umask)
+		t.Cleanup(func() { syscall.Umask(old) })
 		tmp := filepath.Join(base, "tmp", variant.tz)
 		if err := os.MkdirAll(tmp, 0o755); err != nil {
 			t.Fatal(err)
@@ -138,6 +152,21 @@ func TestReproducibleBuild(t *testing.T) {
 		}
 	}
 	checkDisk(t, outs[0])
+}
+
+// touchAll sets the mtime of every file below dir, so that host metadata
+// that leaked into an artifact would show as a difference.
+func touchAll(t *testing.T, dir string, mtime time.Time) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, mtime, mtime)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkDisk runs e2fsck -fn on every partition of the built disk.
@@ -235,5 +264,46 @@ func TestBootSuites(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(img, "console.log")); err != nil || fi.Size() == 0 {
 		t.Errorf("console.log next to the artifacts: %v", err)
+	}
+}
+
+// TestKilledBuildLeavesNoArtifact kills a real yakimg build with SIGKILL
+// in the middle and demands that nothing appears at the output path.
+func TestKilledBuildLeavesNoArtifact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the yakimg binary and part of an image; skipped in -short mode")
+	}
+	root := projectRoot(t)
+	lockedAndCached(t, root)
+	bin := filepath.Join(t.TempDir(), "yakimg")
+	if out, err := exec.Command("go", "build", "-o", bin, "yakimg/cmd/yakimg").CombinedOutput(); err != nil {
+		t.Fatalf("go build yakimg: %v\n%s", err, out)
+	}
+	for _, after := range []string{"yakimg build: inputs:", "yakimg build: initramfs:"} {
+		out := filepath.Join(t.TempDir(), "out")
+		cmd := exec.Command(bin, "build", "--project", root, "-o", out)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), after) {
+				seen = true
+				cmd.Process.Kill() // SIGKILL: no chance to clean up
+				break
+			}
+		}
+		cmd.Wait()
+		if !seen {
+			t.Fatalf("the build never printed %q", after)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("killed after %q: %s exists (%v)", after, out, err)
+		}
 	}
 }
