@@ -19,13 +19,16 @@ import (
 const bootDescription = `Boots the image in QEMU, runs the selected suites at first boot, reads the report from
 the guest's second serial port and prints a summary. The disk image is never modified
 (snapshot mode). The console log is saved as console.log next to the artifacts.
+FILE may instead be an archive written by 'yakimg archive': it is verified, unpacked into a
+temporary directory that is removed afterwards, and its console log is saved as
+FILE.console.log next to it.
 
 Exit codes: 0 all passed, 1 a test failed, 2 usage or input error, 3 guest kernel panic,
 4 timeout, 5 infrastructure error (QEMU missing or crashed), 6 report missing or corrupt.
 Suites: ` // completed with the suite list at run time
 
 func runBoot(ctx context.Context, args []string, std Stdio) int {
-	fs := newFlags("boot", "[DIR] [--suite NAME]... [--timeout D] [--json FILE] [--accel auto|tcg|kvm]",
+	fs := newFlags("boot", "[DIR|FILE] [--suite NAME]... [--timeout D] [--json FILE] [--accel auto|tcg|kvm]",
 		bootDescription+strings.Join(suites.Names(), ", ")+" (default: all).",
 		"yakimg boot out --suite smoke --timeout 5m --json report.json", std)
 	var suiteNames multiFlag
@@ -58,6 +61,20 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 	default:
 		return fail(std, "boot", exitUsage, fmt.Errorf("--accel %q: want auto, tcg or kvm", *accel))
 	}
+	shown, consoleLog := dir, ""
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().IsRegular() {
+		tmp, err := extractArchive(dir)
+		if err != nil {
+			return fail(std, "boot", exitUsage, err)
+		}
+		defer os.RemoveAll(tmp)
+		// Written straight beside the archive: it must outlive the
+		// temporary directory, and needs no copying out.
+		if consoleLog, err = filepath.Abs(dir + ".console.log"); err != nil {
+			return fail(std, "boot", exitUsage, err)
+		}
+		dir = tmp
+	}
 	spec, err := vm.LoadBootSpec(dir)
 	if err != nil {
 		return fail(std, "boot", exitUsage, fmt.Errorf("%w (build an image with 'yakimg build -o %s')", err, dir))
@@ -68,6 +85,9 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 		}
 		p, _ := filepath.Abs(filepath.Join(dir, name))
 		return p
+	}
+	if consoleLog == "" {
+		consoleLog = abs("console.log")
 	}
 	for _, f := range []string{spec.Kernel, spec.Initrd, spec.Disk} {
 		if f == "" {
@@ -93,12 +113,12 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 		Append:   strings.Join(cmdline, " "),
 		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, Machine: spec.Machine,
 		Accel: *accel, Timeout: *timeout,
-		ConsoleLog: abs("console.log"),
+		ConsoleLog: consoleLog,
 		CacheDir:   *cache,
 		Stderr:     std.Stderr,
 		OnFrame:    func(kind string, f report.Frame) { printFrame(std, kind, f) },
 	}
-	fmt.Fprintf(std.Stderr, "yakimg boot: %s (console log: %s)\n", dir, cfg.ConsoleLog)
+	fmt.Fprintf(std.Stderr, "yakimg boot: %s (console log: %s)\n", shown, cfg.ConsoleLog)
 	outcome, err := vm.Run(ctx, cfg)
 	if err != nil {
 		return fail(std, "boot", exitUsage, err)

@@ -32,12 +32,13 @@ type verb struct {
 }
 
 var verbs = map[string]verb{
-	"build":  {"assemble vmlinuz, initramfs.cpio.zst and disk.img from the lock and the cache", runBuild},
-	"boot":   {"boot an image in QEMU, run the suites and read the report", runBoot},
-	"diff":   {"explain how two built images differ, artifact by artifact and file by file", runDiff},
-	"verify": {"rebuild an image from its recorded inputs and compare digests", runVerify},
-	"fetch":  {"download every locked package into the content-addressed cache", runFetch},
-	"lock":   {"pin the packages of yakimg.toml in yakimg.lock", runLock},
+	"archive": {"pack a built image, its lock and an SBOM into one verifiable file", runArchive},
+	"build":   {"assemble vmlinuz, initramfs.cpio.zst and disk.img from the lock and the cache", runBuild},
+	"boot":    {"boot an image in QEMU, run the suites and read the report", runBoot},
+	"diff":    {"explain how two built images differ, artifact by artifact and file by file", runDiff},
+	"verify":  {"rebuild an image from its recorded inputs and compare digests", runVerify},
+	"fetch":   {"download every locked package into the content-addressed cache", runFetch},
+	"lock":    {"pin the packages of yakimg.toml in yakimg.lock", runLock},
 }
 
 const mainUsage = `yakimg builds a reproducible YakirOS test image and boots it.
@@ -60,7 +61,7 @@ func usage(w io.Writer) {
 	sort.Strings(names)
 	var b strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %-6s %s\n", n, verbs[n].summary)
+		fmt.Fprintf(&b, "  %-7s %s\n", n, verbs[n].summary)
 	}
 	fmt.Fprintf(w, mainUsage, b.String())
 }
