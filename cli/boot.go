@@ -153,7 +153,10 @@ func printFrame(std Stdio, kind string, f report.Frame) {
 			fmt.Fprintln(std.Stderr, line)
 		}
 	case report.KindSentinel:
-		fmt.Fprintf(std.Stderr, "guest: watchdog fired: %s\n", f.Payload)
+		var s report.Sentinel
+		if json.Unmarshal(f.Payload, &s) == nil {
+			fmt.Fprintf(std.Stderr, "guest: watchdog fired after %ds: %s\n", s.UptimeS, s.Reason)
+		}
 	}
 }
 
