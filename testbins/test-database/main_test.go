@@ -11,49 +11,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"yakimg/testbins/internal/testbin"
 )
 
-// bin is the real program, built once by TestMain.
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "test-database")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = filepath.Join(dir, "test-database")
-	code := 1
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, b)
-	} else {
-		code = m.Run()
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// start runs the program on a free port with its data in dir and the
+// start runs the real program on a free port with its data in dir and the
 // extra arguments.
 func start(t *testing.T, dir string, extra ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
-	out = &strings.Builder{}
-	cmd = exec.Command(bin, append([]string{"--listen", addr, "--data", dir, "--version", "v3"}, extra...)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return addr, cmd, out
+	return testbin.Start(t, testbin.Build(t), nil, append([]string{"--data", dir, "--version", "v3"}, extra...)...)
 }
 
 // client talks to the server one line at a time.
@@ -65,19 +31,9 @@ type client struct {
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn.SetDeadline(time.Now().Add(20 * time.Second))
-			t.Cleanup(func() { conn.Close() })
-			return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	conn := testbin.Dial(t, addr)
+	t.Cleanup(func() { conn.Close() })
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 }
 
 func (c *client) ask(req, want string) {
@@ -136,7 +92,7 @@ func TestCorruptLogIsRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "db.log"), []byte("SET a 1\nDEL a\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", dir).CombinedOutput()
+	b, err := exec.Command(testbin.Build(t), "--listen", "127.0.0.1:0", "--data", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "db.log:2: not a SET record") {
 		t.Errorf("corrupt log: %v, output %q; want a failure naming db.log:2", err, b)
 	}
@@ -147,7 +103,7 @@ func TestUnwritableDataDir(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", filepath.Join(file, "db")).CombinedOutput()
+	b, err := exec.Command(testbin.Build(t), "--listen", "127.0.0.1:0", "--data", filepath.Join(file, "db")).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "data directory") {
 		t.Errorf("data dir under a file: %v, output %q; want a failure about the data directory", err, b)
 	}
@@ -197,7 +153,7 @@ func TestReadyFile(t *testing.T) {
 
 func TestReadyFileUnwritable(t *testing.T) {
 	ready := filepath.Join(t.TempDir(), "missing", "test-database.ready")
-	b, err := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--ready-file", ready).CombinedOutput()
+	b, err := exec.Command(testbin.Build(t), "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--ready-file", ready).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "ready file") {
 		t.Errorf("--ready-file in a missing directory: %v, output %q; want a failure about the ready file", err, b)
 	}

@@ -12,72 +12,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"yakimg/testbins/internal/testbin"
 )
 
-// build compiles the real program.
-func build(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "test-echo-server")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return bin
-}
-
-// startServer builds the real program and runs it on a free port.
-func startServer(t *testing.T, args ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
-	t.Helper()
-	return startServerEnv(t, nil, args...)
-}
-
-// startServerEnv is startServer with env added to the program's environment.
-func startServerEnv(t *testing.T, env []string, args ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
-	t.Helper()
-	bin := build(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
-	out = &strings.Builder{}
-	cmd = exec.Command(bin, append([]string{"--listen", addr}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return addr, cmd, out
-}
-
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn.SetDeadline(time.Now().Add(20 * time.Second))
-			return conn
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestEchoManyClients(t *testing.T) {
-	addr, cmd, out := startServer(t, "--version", "v7")
+	addr, cmd, out := testbin.Start(t, testbin.Build(t), nil, "--version", "v7")
 	const clients, lines = 20, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for c := range clients {
-		conn := dial(t, addr)
+		conn := testbin.Dial(t, addr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -115,8 +60,8 @@ func TestEchoManyClients(t *testing.T) {
 }
 
 func TestDefaultVersionAndLastLineWithoutNewline(t *testing.T) {
-	addr, _, _ := startServer(t)
-	conn := dial(t, addr)
+	addr, _, _ := testbin.Start(t, testbin.Build(t), nil)
+	conn := testbin.Dial(t, addr)
 	defer conn.Close()
 	fmt.Fprint(conn, "no newline")
 	conn.(*net.TCPConn).CloseWrite()
@@ -128,7 +73,7 @@ func TestDefaultVersionAndLastLineWithoutNewline(t *testing.T) {
 }
 
 func TestListenFailure(t *testing.T) {
-	b, err := exec.Command(build(t), "--listen", "256.0.0.1:1").CombinedOutput()
+	b, err := exec.Command(testbin.Build(t), "--listen", "256.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "listen 256.0.0.1:1") {
 		t.Errorf("bad --listen: %v, output %q; want a failure naming the address", err, b)
 	}
@@ -156,7 +101,7 @@ func TestNotifyReady(t *testing.T) {
 		t.Fatalf("SO_PASSCRED: %v, %v", err, serr)
 	}
 
-	addr, cmd, out := startServerEnv(t, []string{"NOTIFY_SOCKET=" + sock})
+	addr, cmd, out := testbin.Start(t, testbin.Build(t), []string{"NOTIFY_SOCKET=" + sock})
 	ln.SetReadDeadline(time.Now().Add(20 * time.Second))
 	buf, oob := make([]byte, 4096), make([]byte, syscall.CmsgSpace(syscall.SizeofUcred))
 	n, oobn, _, _, err := ln.ReadMsgUnix(buf, oob)
@@ -196,7 +141,7 @@ func TestNotifyReady(t *testing.T) {
 
 func TestNotifySocketMissing(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "absent.sock")
-	cmd := exec.Command(build(t), "--listen", "127.0.0.1:0")
+	cmd := exec.Command(testbin.Build(t), "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	b, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "notify "+sock) {

@@ -7,11 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"yakimg/testbins/internal/testbin"
 )
 
 // lineServer answers every line with answer(line).
@@ -41,10 +42,7 @@ func lineServer(t *testing.T, answer func(string) string) string {
 }
 
 func TestMonitorLogsWhatItSees(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "test-monitor")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
+	bin := testbin.Build(t)
 	echo := lineServer(t, func(l string) string { return "v1 " + l })
 	db := lineServer(t, func(l string) string { return "ERR nope" })
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

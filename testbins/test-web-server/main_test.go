@@ -8,70 +8,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"yakimg/testbins/internal/testbin"
 )
-
-// bin is the real program, built once by TestMain.
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "test-web-server")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = filepath.Join(dir, "test-web-server")
-	code := 1
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, b)
-	} else {
-		code = m.Run()
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// startServer runs the program on a free port.
-func startServer(t *testing.T, args ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
-	out = &strings.Builder{}
-	cmd = exec.Command(bin, append([]string{"--listen", addr}, args...)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return addr, cmd, out
-}
-
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn.SetDeadline(time.Now().Add(20 * time.Second))
-			return conn
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // get sends one GET on conn and reads the whole response.
 func get(t *testing.T, conn net.Conn, r *bufio.Reader, path string) (*http.Response, string) {
@@ -91,8 +33,8 @@ func get(t *testing.T, conn net.Conn, r *bufio.Reader, path string) (*http.Respo
 
 func TestVersionHealthAndKeepAlive(t *testing.T) {
 	files := t.TempDir()
-	addr, cmd, out := startServer(t, "--version", "v9", "--files", files)
-	conn := dial(t, addr)
+	addr, cmd, out := testbin.Start(t, testbin.Build(t), nil, "--version", "v9", "--files", files)
+	conn := testbin.Dial(t, addr)
 	defer conn.Close()
 	r := bufio.NewReader(conn)
 
@@ -129,10 +71,10 @@ func TestVersionHealthAndKeepAlive(t *testing.T) {
 }
 
 func TestListenFailure(t *testing.T) {
-	addr, _, _ := startServer(t)
-	conn := dial(t, addr) // the port is now taken
+	addr, _, _ := testbin.Start(t, testbin.Build(t), nil)
+	conn := testbin.Dial(t, addr) // the port is now taken
 	conn.Close()
-	b, err := exec.Command(bin, "--listen", addr).CombinedOutput()
+	b, err := exec.Command(testbin.Build(t), "--listen", addr).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "listen "+addr) {
 		t.Errorf("second server on %s: %v, output %q; want a failure naming the address", addr, err, b)
 	}
