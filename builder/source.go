@@ -14,7 +14,7 @@ import (
 
 // sourceDirs are the parts of the project that reach the image. Tests and
 // test data do not, so they are left out of the source digest.
-var sourceDirs = []string{"cmd", "builder", "cli", "components", "initramfs", "rootfs", "suites", "testbins", "version", "vm", "yakiros"}
+var sourceDirs = []string{"cmd", "builder", "cli", "components", "initramfs", "internal", "rootfs", "suites", "testbins", "version", "vm", "yakiros"}
 
 var sourceFiles = []string{"go.mod", "go.sum", ProjectFile, LockFile}
 

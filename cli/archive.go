@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"yakimg/builder"
 	"yakimg/builder/archive"
+
+	"yakimg/internal/atomicfile"
 )
 
 func runArchive(_ context.Context, args []string, std Stdio) int {
@@ -60,32 +63,15 @@ func runArchive(_ context.Context, args []string, std Stdio) int {
 	return exitOK
 }
 
-// writeArchive archives dir into a temporary file beside path and renames
-// it into place, so a failure never leaves a partial archive at path.
+// writeArchive archives dir into path; a failure never leaves a partial
+// archive there.
 func writeArchive(path, dir string, lock []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op once renamed
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	err = archive.Create(w, dir, lock)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("archive %s into %s: %w", dir, path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		if err := archive.Create(w, dir, lock); err != nil {
+			return fmt.Errorf("archive %s: %w", dir, err)
+		}
+		return nil
+	})
 }
 
 func verifyArchive(path string, std Stdio) int {

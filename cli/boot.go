@@ -14,6 +14,8 @@ import (
 	"yakimg/suites"
 	"yakimg/suites/report"
 	"yakimg/vm"
+
+	"yakimg/internal/atomicfile"
 )
 
 const bootDescription = `Boots the image in QEMU, runs the selected suites at first boot, reads the report from
@@ -190,25 +192,5 @@ func writeJSONReport(path string, o *vm.Outcome, consoleLog string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(data, '\n'))
-}
-
-// writeAtomic writes data to a temporary file beside path and renames it.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, append(data, '\n'))
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"yakimg/internal/atomicfile"
 )
 
 // BootSpecFile is the name of the boot spec in an artifact directory.
@@ -55,7 +57,7 @@ func (b *BootSpec) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("write boot spec: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, BootSpecFile), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, BootSpecFile), append(data, '\n')); err != nil {
 		return fmt.Errorf("write boot spec: %w", err)
 	}
 	return nil
