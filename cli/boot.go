@@ -81,26 +81,25 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 	if err != nil {
 		return fail(std, "boot", exitUsage, fmt.Errorf("%w (build an image with 'yakimg build -o %s')", err, dir))
 	}
-	abs := func(name string) string {
-		if name == "" {
-			return ""
-		}
-		p, _ := filepath.Abs(filepath.Join(dir, name))
-		return p
+	cfg, err := spec.Config(dir)
+	if err != nil {
+		return fail(std, "boot", exitUsage, err)
 	}
-	if consoleLog == "" {
-		consoleLog = abs("console.log")
-	}
-	for _, f := range []string{spec.Kernel, spec.Initrd, spec.Disk} {
+	for _, f := range []string{cfg.Kernel, cfg.Initrd, cfg.Disk} {
 		if f == "" {
 			continue
 		}
-		if _, err := os.Stat(abs(f)); err != nil {
+		if _, err := os.Stat(f); err != nil {
 			return fail(std, "boot", exitUsage, fmt.Errorf("image in %s is incomplete: %w", dir, err))
 		}
 	}
+	if consoleLog == "" {
+		if consoleLog, err = filepath.Abs(filepath.Join(dir, "console.log")); err != nil {
+			return fail(std, "boot", exitUsage, err)
+		}
+	}
 
-	cmdline := []string{spec.Append}
+	cmdline := []string{cfg.Append}
 	if len(suiteNames) > 0 {
 		cmdline = append(cmdline, "yakimg.suites="+strings.Join(suiteNames, ","))
 	}
@@ -110,16 +109,11 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 	if *appendArgs != "" {
 		cmdline = append(cmdline, *appendArgs)
 	}
-	cfg := vm.Config{
-		Kernel: abs(spec.Kernel), Initrd: abs(spec.Initrd), Disk: abs(spec.Disk),
-		Append:   strings.Join(cmdline, " "),
-		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, Machine: spec.Machine,
-		Accel: *accel, Timeout: *timeout,
-		ConsoleLog: consoleLog,
-		CacheDir:   *cache,
-		Stderr:     std.Stderr,
-		OnFrame:    func(kind string, f report.Frame) { printFrame(std, kind, f) },
-	}
+	cfg.Append = strings.Join(cmdline, " ")
+	cfg.Accel, cfg.Timeout = *accel, *timeout
+	cfg.ConsoleLog, cfg.CacheDir = consoleLog, *cache
+	cfg.Stderr = std.Stderr
+	cfg.OnFrame = func(kind string, f report.Frame) { printFrame(std, kind, f) }
 	fmt.Fprintf(std.Stderr, "yakimg boot: %s (console log: %s)\n", shown, cfg.ConsoleLog)
 	outcome, err := vm.Run(ctx, cfg)
 	if err != nil {
