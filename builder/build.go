@@ -140,7 +140,8 @@ func assemble(ctx context.Context, o Options, work string) (*Manifest, error) {
 		goErr     error
 		binDir    = filepath.Join(work, ".bin")
 		kernel    *kernelParts
-		busybox   []byte
+		pkgTree   *rootfs.Tree
+		pkgCount  int
 		unpackErr error
 	)
 	if err := os.Mkdir(binDir, 0o755); err != nil {
@@ -158,10 +159,10 @@ func assemble(ctx context.Context, o Options, work string) (*Manifest, error) {
 	t := time.Now()
 	kernel, unpackErr = unpackKernel(o)
 	if unpackErr == nil {
-		busybox, unpackErr = unpackBusybox(o)
+		pkgTree, pkgCount, unpackErr = unpackPackages(o)
 	}
 	if unpackErr == nil {
-		o.progress("unpacked kernel %s (%d modules) and busybox in %.1fs", kernel.release, len(kernel.modules), time.Since(t).Seconds())
+		o.progress("unpacked kernel %s (%d modules) and %d packages (%d entries) in %.1fs", kernel.release, len(kernel.modules), pkgCount, pkgTree.Len(), time.Since(t).Seconds())
 	}
 	wg.Wait()
 	if err := errors.Join(unpackErr, goErr); err != nil {
@@ -196,10 +197,15 @@ func assemble(ctx context.Context, o Options, work string) (*Manifest, error) {
 	o.progress("initramfs: %d entries, modules %s (%.1fs)", initTree.Len(), strings.Join(order, " "), time.Since(t).Seconds())
 
 	t = time.Now()
-	root, err := rootTree(o, in, bins, busybox)
+	root, err := rootTree(o, in, bins, pkgTree)
 	if err != nil {
 		return nil, err
 	}
+	dynamic, err := checkSharedLibraries(root)
+	if err != nil {
+		return nil, err
+	}
+	o.progress("root: every library of the %d dynamically linked programs is present", dynamic)
 	seed, _ := hex.DecodeString(strings.TrimPrefix(in.imageDigest, "sha256:"))
 	layout, err := diskimage.Write(filepath.Join(work, DiskFile), diskimage.Spec{
 		Epoch: in.epoch,
@@ -307,11 +313,11 @@ func unpackKernel(o Options) (*kernelParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	deb, err := o.Cache.Read(pkg)
+	archive, err := o.Cache.DataTar(pkg)
 	if err != nil {
 		return nil, err
 	}
-	tree, err := rootfs.UnpackDeb(deb, func(p string) bool {
+	tree, err := rootfs.UnpackTar(pkg.String(), archive, func(p string) bool {
 		return strings.HasPrefix(p, "boot/vmlinuz-") || (strings.HasPrefix(p, "lib/modules/") && strings.Contains(p, ".ko"))
 	})
 	if err != nil {
@@ -331,26 +337,6 @@ func unpackKernel(o Options) (*kernelParts, error) {
 		return nil, fmt.Errorf("index modules of %s: %w", pkg.Name, err)
 	}
 	return k, nil
-}
-
-func unpackBusybox(o Options) ([]byte, error) {
-	pkg, err := findPackage(o.Lock, "busybox-static")
-	if err != nil {
-		return nil, err
-	}
-	deb, err := o.Cache.Read(pkg)
-	if err != nil {
-		return nil, err
-	}
-	tree, err := rootfs.UnpackDeb(deb, func(p string) bool { return p == "bin/busybox" })
-	if err != nil {
-		return nil, fmt.Errorf("unpack %s: %w", pkg.Name, err)
-	}
-	e, ok := tree.Get("bin/busybox")
-	if !ok {
-		return nil, fmt.Errorf("%s %s has no bin/busybox", pkg.Name, pkg.Version)
-	}
-	return e.Data, nil
 }
 
 // initramfsTree is stage 1: the runner as /init, the modules it loads and
@@ -410,8 +396,12 @@ type ImageInfo struct {
 	OS             string `json:"os"`
 }
 
-func rootTree(o Options, in inputs, bins map[string][]byte, busybox []byte) (*rootfs.Tree, error) {
-	t := rootfs.NewTree()
+// rootTree is the root file system: the packages, then YakirOS, the test
+// services and the image's identity on top of them.
+func rootTree(o Options, in inputs, bins map[string][]byte, t *rootfs.Tree) (*rootfs.Tree, error) {
+	if e, ok := t.Get("bin/busybox"); !ok || e.Kind != rootfs.Regular {
+		return nil, fmt.Errorf("no package ships bin/busybox; %s must list busybox-static", ProjectFile)
+	}
 	info, err := json.MarshalIndent(ImageInfo{
 		YakirosVersion: short(in.sourceDigest),
 		ImageDigest:    in.imageDigest,
@@ -433,7 +423,6 @@ func rootTree(o Options, in inputs, bins map[string][]byte, busybox []byte) (*ro
 		{"usr/local/bin/test-web-server", 0o755, bins["test-web-server"]},
 		{"usr/local/bin/test-database", 0o755, bins["test-database"]},
 		{"usr/local/bin/test-monitor", 0o755, bins["test-monitor"]},
-		{"bin/busybox", 0o755, busybox},
 		{"etc/yakimg/image.json", 0o644, append(info, '\n')},
 		{"etc/hostname", 0o644, []byte("yakimg\n")},
 		{"etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},

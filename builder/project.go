@@ -12,14 +12,18 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"yakimg/rootfs"
 )
 
 // Project is yakimg.toml: what the image is made of.
 type Project struct {
 	Root            string   `toml:"-"` // directory holding yakimg.toml and the Go module
 	SourceDateEpoch int64    `toml:"source_date_epoch"`
-	Packages        []string `toml:"packages"`
-	Image           struct {
+	Kernel          string   `toml:"kernel"`   // Debian kernel package, locked without dependencies
+	Packages        []string `toml:"packages"` // Debian packages; yakimg lock adds their dependencies
+	rootfs.Sources
+	Image struct {
 		RootSizeMiB       int `toml:"root_size_mib"`
 		CheckpointSizeMiB int `toml:"checkpoint_size_mib"`
 		MemoryMB          int `toml:"memory_mb"`
@@ -65,8 +69,14 @@ func LoadProject(root string) (*Project, error) {
 	if und := md.Undecoded(); len(und) > 0 {
 		return nil, fmt.Errorf("%s: unknown key %q", path, und[0].String())
 	}
+	if p.Kernel == "" {
+		return nil, fmt.Errorf("%s: kernel is not set (e.g. kernel = \"linux-image-6.1.0-50-cloud-amd64\")", path)
+	}
 	if len(p.Packages) == 0 {
 		return nil, fmt.Errorf("%s: packages is empty", path)
+	}
+	if err := p.Sources.Normalize(root); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	img := &p.Image
 	for _, f := range []struct {
@@ -93,4 +103,9 @@ func (p *Project) Epoch() (time.Time, error) {
 		return time.Unix(n, 0).UTC(), nil
 	}
 	return time.Unix(p.SourceDateEpoch, 0).UTC(), nil
+}
+
+// Want is the package lists of the project, as yakimg lock resolves them.
+func (p *Project) Want() rootfs.Want {
+	return rootfs.Want{Kernel: p.Kernel, Debian: p.Packages}
 }

@@ -137,3 +137,42 @@ func assertNoOutput(t *testing.T, out string) {
 		t.Errorf("work directories left behind: %v", left)
 	}
 }
+
+// TestBuildOfflineNamesEveryMissingPackage runs an offline build against a
+// cache holding every package but one truncated file and one missing file:
+// it must fail at once naming both, and write nothing.
+func TestBuildOfflineNamesEveryMissingPackage(t *testing.T) {
+	root := projectRoot(t)
+	lock := lockedAndCached(t, root)
+	if len(lock.Packages) < 2 {
+		t.Skip("needs a lock with two packages")
+	}
+	cache := rootfs.Cache{Dir: t.TempDir()}
+	truncated, gone := lock.Packages[0], lock.Packages[1]
+	for _, p := range lock.Packages[:1] {
+		data, err := os.ReadFile(rootfs.Cache{Dir: rootfs.DefaultCacheDir()}.Path(p.SHA256))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(cache.Path(p.SHA256)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cache.Path(p.SHA256), data[:len(data)/2], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	code, _, stderr := run(t, "build", "--offline", "--project", root, "--cache", cache.Dir, "-o", out)
+	if code != exitError {
+		t.Fatalf("offline build with missing packages = %d, %q; want %d", code, stderr, exitError)
+	}
+	for _, p := range lock.Packages {
+		if !strings.Contains(stderr, p.Name+"="+p.Version) {
+			t.Errorf("offline build error does not name %s (truncated %s, gone %s): %q", p, truncated, gone, stderr)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 {
+		t.Errorf("offline build printed %d lines; want one: %q", n+1, stderr)
+	}
+	assertNoOutput(t, out)
+}

@@ -6,21 +6,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"yakimg/builder"
 	"yakimg/rootfs"
 )
 
 func runLock(ctx context.Context, args []string, std Stdio) int {
-	fs := newFlags("lock", "[--update] [--project DIR]",
-		"Pins the packages listed in yakimg.toml to the versions apt offers now (name, version,\n"+
-			"architecture, file name, size, sha256) and writes yakimg.lock. Without --update an\n"+
-			"existing lock that covers the package list is kept as it is.",
+	fs := newFlags("lock", "[--update] [--project DIR] [--cache DIR]",
+		"Resolves the packages of yakimg.toml (Debian 'packages', [alpine] 'packages') to their\n"+
+			"whole dependency closure and pins every package of it in yakimg.lock: name, version,\n"+
+			"architecture, file name, size, sha256 (for Alpine also the index checksum and the\n"+
+			"control and data digests). Debian indexes come from this host's apt lists or the\n"+
+			"[[debian.mirror]] entries, Alpine's from [alpine] url, verified with the trusted keys.\n"+
+			"Without --update an existing lock that covers the package lists is kept as it is.",
 		"apt-get update && yakimg lock --update", std)
 	var pf projectFlags
 	pf.register(fs)
-	update := fs.Bool("update", false, "re-resolve every package to the version apt offers now")
+	update := fs.Bool("update", false, "resolve again from the current indexes and rewrite the lock")
 	if code := parse(fs, args, std); code >= 0 {
 		return code
 	}
@@ -32,34 +34,25 @@ func runLock(ctx context.Context, args []string, std Stdio) int {
 	if !*update {
 		old, err := rootfs.ReadLock(path)
 		switch {
-		case err == nil && covers(old, proj.Packages):
+		case err == nil && old.Covers(proj.Sources, proj.Want()):
 			fmt.Fprintf(std.Stderr, "yakimg lock: %s is up to date (%d packages); --update re-resolves\n", path, len(old.Packages))
 			return exitOK
 		case err != nil && !errors.Is(err, os.ErrNotExist):
 			return fail(std, "lock", exitError, err)
 		}
 	}
-	pkgs, err := rootfs.LockFromApt(ctx, proj.Packages)
+	lock, err := rootfs.Resolve(ctx, proj.Sources, proj.Want(), rootfs.Cache{Dir: pf.cache})
 	if err != nil {
 		return fail(std, "lock", exitError, err)
 	}
-	lock := &rootfs.Lock{Format: rootfs.LockFormat, Packages: pkgs}
 	if err := lock.Write(path); err != nil {
 		return fail(std, "lock", exitError, err)
 	}
+	var total int64
 	for _, p := range lock.Packages {
-		fmt.Fprintf(std.Stderr, "yakimg lock: %s %s %s sha256:%.12s\n", p.Name, p.Version, p.Arch, p.SHA256)
+		fmt.Fprintf(std.Stderr, "yakimg lock: %-40s %-28s %-7s %s sha256:%.12s\n", p.Name, p.Version, p.Arch, p.Source, p.SHA256)
+		total += p.Size
 	}
-	fmt.Fprintf(std.Stderr, "yakimg lock: wrote %s (%s)\n", path, lock.Digest())
+	fmt.Fprintf(std.Stderr, "yakimg lock: wrote %s: %d packages, %.1f MB (%s)\n", path, len(lock.Packages), float64(total)/1e6, lock.Digest())
 	return exitOK
-}
-
-// covers reports whether every wanted package name is pinned in l.
-func covers(l *rootfs.Lock, wanted []string) bool {
-	for _, w := range wanted {
-		if !slices.ContainsFunc(l.Packages, func(p rootfs.LockedPackage) bool { return p.Name == w }) {
-			return false
-		}
-	}
-	return true
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"yakimg/builder"
@@ -47,8 +48,8 @@ func runVerify(ctx context.Context, args []string, std Stdio) int {
 		return fail(std, "verify", exitUsage, err)
 	}
 	cache := rootfs.Cache{Dir: pf.cache}
-	if err := checkCached(cache, lock); err != nil {
-		return fail(std, "verify", exitUsage, err)
+	if missing := missingFromCache(cache, lock); len(missing) > 0 {
+		return fail(std, "verify", exitUsage, fmt.Errorf("not in the cache %s: %s; run 'yakimg fetch'", cache.Dir, strings.Join(missing, ", ")))
 	}
 	if mismatches, err := inputMismatches(ctx, m, proj, lock); err != nil {
 		return fail(std, "verify", exitUsage, err)

@@ -134,3 +134,54 @@ func TestCacheReadDetectsCorruption(t *testing.T) {
 		})
 	}
 }
+
+func TestCacheDataTarKeepsAndChecksTheUnpackedArchive(t *testing.T) {
+	deb := makeDeb(t, "xz", []tarEntry{reg("./usr/bin/hello", 0o755, 0, 0, "hi")})
+	src := filepath.Join(t.TempDir(), "hello.deb")
+	if err := os.WriteFile(src, deb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(deb)
+	p := LockedPackage{Name: "hello", Version: "1", Arch: "amd64", Filename: "pool/h.deb",
+		Size: int64(len(deb)), SHA256: hex.EncodeToString(sum[:]), Source: "debian"}
+	c := Cache{Dir: t.TempDir()}
+	if err := c.Put(p, src); err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.DataTar(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(c.Dir, "unpacked", p.SHA256+".*.tar"))
+	if len(kept) != 1 {
+		t.Fatalf("unpacked archives kept: %q; want one", kept)
+	}
+	tr, err := UnpackTar("hello data.tar", first, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := tr.Get("usr/bin/hello"); !ok || string(e.Data) != "hi" {
+		t.Fatalf("usr/bin/hello = %+v, %v; want \"hi\"", e, ok)
+	}
+
+	// The kept copy is what the second call returns: remove the package
+	// file and it still works.
+	if err := os.Remove(c.Path(p.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.DataTar(p)
+	if err != nil || string(again) != string(first) {
+		t.Fatalf("DataTar from the kept copy = %d bytes, %v; want the first result", len(again), err)
+	}
+
+	// A damaged kept copy is not used: with the package file gone too, the
+	// cache must say the package is missing rather than return bad bytes.
+	if err := os.WriteFile(kept[0], first[:len(first)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.DataTar(p)
+	wantErr(t, "DataTar with a truncated kept archive and no package", err, "not in the cache")
+	if _, err := os.Stat(kept[0]); !os.IsNotExist(err) {
+		t.Errorf("truncated kept archive still there: %v", err)
+	}
+}

@@ -75,45 +75,65 @@ func debMember(deb []byte, prefix string) (arMember, error) {
 	return arMember{}, fmt.Errorf("deb: no %s.tar member", prefix)
 }
 
-// walkTar decompresses member by its name's suffix and calls fn for every
-// tar entry; fn may read the entry's data from the reader.
-func walkTar(m arMember, fn func(h *tar.Header, r io.Reader) error) error {
-	var r io.Reader = bytes.NewReader(m.data)
+// decompress returns the uncompressed tar stream of a .deb member, chosen
+// by its name's suffix.
+func decompress(m arMember) (io.ReadCloser, error) {
+	r := bytes.NewReader(m.data)
 	switch {
 	case strings.HasSuffix(m.name, ".tar"):
+		return io.NopCloser(r), nil
 	case strings.HasSuffix(m.name, ".tar.gz"):
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		r = zr
+		return zr, nil
 	case strings.HasSuffix(m.name, ".tar.xz"):
 		xr, err := xz.NewReader(r)
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		r = xr
+		return io.NopCloser(xr), nil
 	case strings.HasSuffix(m.name, ".tar.zst"):
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		defer zr.Close()
-		r = zr
-	default:
-		return fmt.Errorf("%s: unsupported compression", m.name)
+		return zr.IOReadCloser(), nil
 	}
-	tr := tar.NewReader(r)
+	return nil, fmt.Errorf("%s: unsupported compression", m.name)
+}
+
+// tarSource opens a fresh tar stream each time it is called, so the
+// unpacker can take a second pass; name is what errors call the archive.
+type tarSource struct {
+	name string
+	open func() (io.ReadCloser, error)
+}
+
+func memberSource(m arMember) tarSource {
+	return tarSource{m.name, func() (io.ReadCloser, error) { return decompress(m) }}
+}
+
+// walk calls fn for every tar entry; fn may read the entry's data from the
+// reader.
+func (s tarSource) walk(fn func(h *tar.Header, r io.Reader) error) error {
+	rc, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		if err := fn(h, tr); err != nil {
-			return fmt.Errorf("%s: entry %q: %w", m.name, h.Name, err)
+			return fmt.Errorf("%s: entry %q: %w", s.name, h.Name, err)
 		}
 	}
 }
@@ -143,6 +163,43 @@ func UnpackDeb(deb []byte, keep func(path string) bool) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
+	t, err := unpack(memberSource(m), keep)
+	if err != nil {
+		return nil, fmt.Errorf("deb: %w", err)
+	}
+	return t, nil
+}
+
+// DebDataTar returns the uncompressed data archive of a .deb: what
+// UnpackTar takes. Caching it saves the decompression (seconds for a
+// kernel package) on every later build.
+func DebDataTar(deb []byte) ([]byte, error) {
+	m, err := debMember(deb, "data")
+	if err != nil {
+		return nil, err
+	}
+	rc, err := decompress(m)
+	if err != nil {
+		return nil, fmt.Errorf("deb: %w", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("deb: %s: %w", m.name, err)
+	}
+	return b, nil
+}
+
+// UnpackTar reads an uncompressed tar archive into a Tree, with the same
+// rules and keep filter as UnpackDeb. name says what the archive is in
+// errors ("busybox-static 1:1.35.0-4 data.tar").
+func UnpackTar(name string, archive []byte, keep func(path string) bool) (*Tree, error) {
+	return unpack(tarSource{name, func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(archive)), nil
+	}}, keep)
+}
+
+func unpack(src tarSource, keep func(path string) bool) (*Tree, error) {
 	if keep == nil {
 		keep = func(string) bool { return true }
 	}
@@ -152,7 +209,7 @@ func UnpackDeb(deb []byte, keep func(path string) bool) (*Tree, error) {
 	origin := map[string]string{}
 	var pending []hardLink // kept links whose data lives in a skipped file
 	var dirs []Entry       // every directory, to restore parents of kept entries
-	err = walkTar(m, func(h *tar.Header, r io.Reader) error {
+	err := src.walk(func(h *tar.Header, r io.Reader) error {
 		p, err := entryPath(h.Name)
 		if err != nil || p == "" {
 			return err
@@ -214,17 +271,17 @@ func UnpackDeb(deb []byte, keep func(path string) bool) (*Tree, error) {
 		return t.Add(e)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("deb: %w", err)
+		return nil, err
 	}
 	if len(pending) > 0 {
-		if err := addPendingLinks(t, m, pending); err != nil {
+		if err := addPendingLinks(t, src, pending); err != nil {
 			return nil, err
 		}
 	}
 	for _, d := range dirs {
 		if e, ok := t.Get(d.Path); ok && e.Kind == Dir {
 			if err := t.Add(d); err != nil {
-				return nil, fmt.Errorf("deb: %s: entry %q: %w", m.name, d.Path, err)
+				return nil, fmt.Errorf("%s: entry %q: %w", src.name, d.Path, err)
 			}
 		}
 	}
@@ -241,12 +298,12 @@ type hardLink struct {
 // of files that were skipped but are the targets of kept hard links. It
 // is rare enough that a second decompression beats holding every skipped
 // file's data in memory.
-func addPendingLinks(t *Tree, m arMember, pending []hardLink) error {
+func addPendingLinks(t *Tree, src tarSource, pending []hardLink) error {
 	want := map[string][]byte{}
 	for _, l := range pending {
 		want[l.origin] = nil
 	}
-	err := walkTar(m, func(h *tar.Header, r io.Reader) error {
+	err := src.walk(func(h *tar.Header, r io.Reader) error {
 		p, err := entryPath(h.Name)
 		if err != nil || h.Typeflag != tar.TypeReg {
 			return err
@@ -258,12 +315,12 @@ func addPendingLinks(t *Tree, m arMember, pending []hardLink) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("deb: %w", err)
+		return err
 	}
 	for _, l := range pending {
 		l.e.Data = want[l.origin]
 		if err := t.Add(l.e); err != nil {
-			return fmt.Errorf("deb: %s: entry %q: %w", m.name, l.e.Path, err)
+			return fmt.Errorf("%s: entry %q: %w", src.name, l.e.Path, err)
 		}
 	}
 	return nil
@@ -278,7 +335,7 @@ func DebControl(deb []byte) (map[string]string, error) {
 		return nil, err
 	}
 	var control []byte
-	err = walkTar(m, func(h *tar.Header, r io.Reader) error {
+	err = memberSource(m).walk(func(h *tar.Header, r io.Reader) error {
 		if p, err := entryPath(h.Name); err != nil || p != "control" {
 			return err
 		}

@@ -334,9 +334,9 @@ func busyboxDeb(t *testing.T) []byte {
 	}
 	p := needApt(t)
 	c := Cache{Dir: t.TempDir()}
-	if err := FetchApt(context.Background(), c, []LockedPackage{p}, nil); err != nil {
+	if err := Fetch(context.Background(), c, Sources{}, []LockedPackage{p}, nil); err != nil {
 		skipIfOffline(t, err)
-		t.Fatalf("FetchApt: %v", err)
+		t.Fatalf("Fetch: %v", err)
 	}
 	b, err := c.Read(p)
 	if err != nil {

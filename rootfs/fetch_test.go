@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,16 +10,16 @@ import (
 	"testing"
 )
 
-// recorder collects progress lines.
+// recorder collects progress events as lines.
 type recorder struct {
 	mu    sync.Mutex
 	lines []string
 }
 
-func (r *recorder) progress(msg string) {
+func (r *recorder) progress(e FetchEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lines = append(r.lines, msg)
+	r.lines = append(r.lines, fmt.Sprintf("%s: %s %s %v", e.Package, e.State, e.Note, e.Err))
 }
 
 func (r *recorder) mentions(s string) bool {
@@ -45,17 +46,17 @@ func cacheFiles(t *testing.T, c Cache) []string {
 	return names
 }
 
-func TestFetchAptReal(t *testing.T) {
+func TestFetchReal(t *testing.T) {
 	p := needApt(t)
 	c := Cache{Dir: t.TempDir()}
 	var rec recorder
-	if err := FetchApt(context.Background(), c, []LockedPackage{p}, rec.progress); err != nil {
+	if err := Fetch(context.Background(), c, Sources{}, []LockedPackage{p}, rec.progress); err != nil {
 		skipIfOffline(t, err)
-		t.Fatalf("FetchApt(%v): %v", p, err)
+		t.Fatalf("Fetch(%v): %v", p, err)
 	}
 	deb, err := c.Read(p)
 	if err != nil {
-		t.Fatalf("Read after FetchApt: %v", err)
+		t.Fatalf("Read after Fetch: %v", err)
 	}
 	if f, err := DebControl(deb); err != nil || f["Package"] != p.Name || f["Version"] != p.Version {
 		t.Errorf("fetched .deb control = %v, %v; want %s", f, err, p)
@@ -66,11 +67,11 @@ func TestFetchAptReal(t *testing.T) {
 
 	// Already cached: hashed, not downloaded again.
 	rec = recorder{}
-	if err := FetchApt(context.Background(), c, []LockedPackage{p}, rec.progress); err != nil {
-		t.Fatalf("second FetchApt: %v", err)
+	if err := Fetch(context.Background(), c, Sources{}, []LockedPackage{p}, rec.progress); err != nil {
+		t.Fatalf("second Fetch: %v", err)
 	}
 	if !rec.mentions("cached") || rec.mentions("downloading") {
-		t.Errorf("second FetchApt progress = %q; want it cached, not downloaded", rec.lines)
+		t.Errorf("second Fetch progress = %q; want it cached, not downloaded", rec.lines)
 	}
 
 	// A same-size corruption is caught by hashing and repaired.
@@ -79,24 +80,24 @@ func TestFetchAptReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec = recorder{}
-	if err := FetchApt(context.Background(), c, []LockedPackage{p}, rec.progress); err != nil {
+	if err := Fetch(context.Background(), c, Sources{}, []LockedPackage{p}, rec.progress); err != nil {
 		skipIfOffline(t, err)
-		t.Fatalf("FetchApt over a corrupted cache file: %v", err)
+		t.Fatalf("Fetch over a corrupted cache file: %v", err)
 	}
 	if !rec.mentions("lock wants "+p.SHA256) || !rec.mentions("downloading") {
-		t.Errorf("FetchApt progress over a corrupted file = %q; want the mismatch reported and a new download", rec.lines)
+		t.Errorf("Fetch progress over a corrupted file = %q; want the mismatch reported and a new download", rec.lines)
 	}
 	if _, err := c.Read(p); err != nil {
 		t.Errorf("Read after repair: %v", err)
 	}
 }
 
-func TestFetchAptVersionGone(t *testing.T) {
+func TestFetchVersionGone(t *testing.T) {
 	p := needApt(t)
 	p.Version = "0.0-gone"
 	c := Cache{Dir: t.TempDir()}
-	err := FetchApt(context.Background(), c, []LockedPackage{p}, nil)
-	wantErr(t, "FetchApt of a version the archive no longer has", err,
+	err := Fetch(context.Background(), c, Sources{}, []LockedPackage{p}, nil)
+	wantErr(t, "Fetch of a version the archive no longer has", err,
 		"package busybox-static version 0.0-gone is no longer offered by the archive",
 		"(apt-get: E: Version '0.0-gone' for 'busybox-static' was not found)",
 		"refresh the lock with 'yakimg lock --update' after 'apt-get update'")
@@ -105,29 +106,29 @@ func TestFetchAptVersionGone(t *testing.T) {
 	}
 }
 
-func TestFetchAptRefusesWrongDigest(t *testing.T) {
+func TestFetchRefusesWrongDigest(t *testing.T) {
 	p := needApt(t)
 	real := p.SHA256
 	p.SHA256 = strings.Repeat("0", 64)
 	c := Cache{Dir: t.TempDir()}
-	err := FetchApt(context.Background(), c, []LockedPackage{p}, nil)
+	err := Fetch(context.Background(), c, Sources{}, []LockedPackage{p}, nil)
 	if err != nil {
 		skipIfOffline(t, err)
 	}
-	wantErr(t, "FetchApt with a wrong sha256 in the lock", err, "package "+p.String(), real, p.SHA256)
+	wantErr(t, "Fetch with a wrong sha256 in the lock", err, "package "+p.String(), real, p.SHA256)
 	if files := cacheFiles(t, c); len(files) != 0 {
 		t.Errorf("cache holds %q after a refused download; want nothing", files)
 	}
 }
 
-func TestFetchAptReportsEveryFailure(t *testing.T) {
+func TestFetchReportsEveryFailure(t *testing.T) {
 	p := needApt(t)
 	gone := p
 	gone.Version = "0.0-gone"
 	other := p
 	other.Name, other.Source = "apk-tools", "alpine"
-	err := FetchApt(context.Background(), Cache{Dir: t.TempDir()}, []LockedPackage{gone, other}, nil)
-	wantErr(t, "FetchApt with two bad packages", err,
+	err := Fetch(context.Background(), Cache{Dir: t.TempDir()}, Sources{}, []LockedPackage{gone, other}, nil)
+	wantErr(t, "Fetch with two bad packages", err,
 		"busybox-static version 0.0-gone is no longer offered",
-		`apk-tools `+p.Version+`: source "alpine" cannot be fetched with apt-get`)
+		`apk-tools `+p.Version+`: no [alpine] url in yakimg.toml`)
 }

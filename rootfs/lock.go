@@ -2,16 +2,12 @@ package rootfs
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"sort"
-	"strconv"
 	"strings"
 
 	"yakimg/internal/atomicfile"
@@ -37,7 +33,13 @@ type LockedPackage struct {
 	Filename string `json:"filename"` // archive pool path
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
-	Source   string `json:"source"` // "debian" for now
+	Source   string `json:"source"` // "debian" or "alpine"
+	// Alpine packages only: the index's identity of the package ("Q1" +
+	// base64 SHA-1 of its control segment) and the sha256 of its compressed
+	// control and data segments, the parts its signature and datahash cover.
+	Checksum      string `json:"checksum,omitempty"`
+	ControlSHA256 string `json:"control_sha256,omitempty"`
+	DataSHA256    string `json:"data_sha256,omitempty"`
 }
 
 // String names the package the way messages to the user do.
@@ -98,6 +100,15 @@ func (l *Lock) validate() error {
 		if !isSHA256Hex(p.SHA256) {
 			return fmt.Errorf("package %s: sha256 %q is not 64 lowercase hex digits", p, p.SHA256)
 		}
+		switch p.Source {
+		case "debian":
+		case "alpine":
+			if !strings.HasPrefix(p.Checksum, "Q1") || !isSHA256Hex(p.ControlSHA256) || !isSHA256Hex(p.DataSHA256) {
+				return fmt.Errorf("package %s: an alpine package needs checksum (Q1...), control_sha256 and data_sha256", p)
+			}
+		default:
+			return fmt.Errorf("package %s: unknown source %q (want debian or alpine)", p, p.Source)
+		}
 		key := p.Name + ":" + p.Arch
 		if seen[key] {
 			return fmt.Errorf("package %s:%s is locked twice", p.Name, p.Arch)
@@ -119,17 +130,22 @@ func isSHA256Hex(s string) bool {
 	return true
 }
 
-// canonical is the one byte encoding of l: 2-space indented JSON, packages
-// sorted by name then arch, trailing newline. l itself is not reordered.
-func (l *Lock) canonical() []byte {
-	c := Lock{Format: l.Format, Packages: append([]LockedPackage{}, l.Packages...)}
-	sort.Slice(c.Packages, func(i, j int) bool {
-		a, b := c.Packages[i], c.Packages[j]
+// sort puts the packages in their canonical order: by name, then arch.
+func (l *Lock) sort() {
+	sort.Slice(l.Packages, func(i, j int) bool {
+		a, b := l.Packages[i], l.Packages[j]
 		if a.Name != b.Name {
 			return a.Name < b.Name
 		}
 		return a.Arch < b.Arch
 	})
+}
+
+// canonical is the one byte encoding of l: 2-space indented JSON, packages
+// sorted by name then arch, trailing newline. l itself is not reordered.
+func (l *Lock) canonical() []byte {
+	c := Lock{Format: l.Format, Packages: append([]LockedPackage{}, l.Packages...)}
+	c.sort()
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		panic(err) // strings and ints always marshal
@@ -164,105 +180,4 @@ func (l *Lock) Find(name string) (LockedPackage, bool) {
 		}
 	}
 	return found, ok
-}
-
-// LockFromApt pins each named package at apt's candidate version, from
-// `apt-cache show`. A name may carry an architecture ("libc6:i386") and a
-// version ("busybox-static=1:1.35.0-4"). It reads apt's lists only;
-// nothing is downloaded. Every name apt does not know is reported.
-func LockFromApt(ctx context.Context, names []string) ([]LockedPackage, error) {
-	if len(names) == 0 {
-		return nil, nil
-	}
-	native, err := command(ctx, "dpkg", "--print-architecture")
-	if err != nil {
-		return nil, err
-	}
-	// One apt-cache run for all names: each run loads apt's whole package
-	// cache, which takes about a second.
-	out, err := command(ctx, "apt-cache", append([]string{"show", "--no-all-versions"}, names...)...)
-	// apt-cache fails only when it finds nothing at all; unknown names and
-	// versions among known ones are silently left out of its output.
-	if err != nil && !strings.Contains(err.Error(), "No packages found") {
-		return nil, err
-	}
-	var stanzas []map[string]string
-	for _, para := range strings.Split(strings.TrimSpace(out), "\n\n") {
-		if para == "" {
-			continue
-		}
-		f, err := parseStanza(para)
-		if err != nil {
-			return nil, fmt.Errorf("apt-cache show: %w", err)
-		}
-		stanzas = append(stanzas, f)
-	}
-	var pkgs []LockedPackage
-	var errs []error
-	for _, spec := range names {
-		p, err := pickStanza(spec, native, stanzas)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		pkgs = append(pkgs, p)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return pkgs, nil
-}
-
-// pickStanza finds the stanza apt printed for spec (name[:arch][=version])
-// and turns it into a locked package.
-func pickStanza(spec, native string, stanzas []map[string]string) (LockedPackage, error) {
-	nameArch, version, _ := strings.Cut(spec, "=")
-	name, arch, _ := strings.Cut(nameArch, ":")
-	what := "package " + nameArch
-	if version != "" {
-		what += " version " + version
-	}
-	var f map[string]string
-	for _, s := range stanzas {
-		a := s["Architecture"]
-		if s["Package"] == name && (a == arch || arch == "" && (a == native || a == "all")) &&
-			(version == "" || s["Version"] == version) {
-			f = s
-			break
-		}
-	}
-	if f == nil {
-		return LockedPackage{}, fmt.Errorf("%s is not known to apt; run 'apt-get update' and check the name and version", what)
-	}
-	for _, k := range []string{"Version", "Filename", "Size", "SHA256"} {
-		if f[k] == "" {
-			return LockedPackage{}, fmt.Errorf("%s: apt-cache shows no %s field (installed but offered by no archive?); run 'apt-get update'", what, k)
-		}
-	}
-	p := LockedPackage{
-		Name: name, Version: f["Version"], Arch: f["Architecture"],
-		Filename: f["Filename"], SHA256: f["SHA256"], Source: "debian",
-	}
-	var err error
-	if p.Size, err = strconv.ParseInt(f["Size"], 10, 64); err != nil || p.Size <= 0 {
-		return LockedPackage{}, fmt.Errorf("%s: apt-cache shows bad Size %q", what, f["Size"])
-	}
-	if !isSHA256Hex(p.SHA256) {
-		return LockedPackage{}, fmt.Errorf("%s: apt-cache shows bad SHA256 %q", what, p.SHA256)
-	}
-	return p, nil
-}
-
-// command runs a tool in the C locale and returns its standard output;
-// its error carries the tool's own message.
-func command(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return strings.TrimSpace(string(out)), nil
 }

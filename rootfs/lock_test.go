@@ -2,10 +2,11 @@ package rootfs
 
 import (
 	"context"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -177,51 +178,71 @@ func TestLockWriteRefusesInvalid(t *testing.T) {
 	}
 }
 
-// aptCandidate asks apt once per test binary: each apt-cache run costs
-// about a second here.
-var aptCandidate = sync.OnceValues(func() ([]LockedPackage, error) {
-	if _, err := exec.LookPath("apt-cache"); err != nil {
-		return nil, err
-	}
-	return LockFromApt(context.Background(), []string{"busybox-static"})
+// aptCandidate resolves busybox-static from the host's apt lists once per
+// test binary: reading them takes about a second.
+var aptCandidate = sync.OnceValues(func() (*Lock, error) {
+	return Resolve(context.Background(), Sources{}, Want{Debian: []string{"busybox-static"}}, Cache{})
 })
 
 // needApt skips unless apt knows busybox-static, and returns its candidate.
 func needApt(t *testing.T) LockedPackage {
 	t.Helper()
-	pkgs, err := aptCandidate()
-	if err != nil {
-		t.Skip("needs apt knowing busybox-static (apt-get update not run?): ", err)
+	l, err := aptCandidate()
+	if err != nil && strings.Contains(err.Error(), "run apt-get update") {
+		t.Skip("needs apt lists knowing busybox-static: ", err)
 	}
-	return pkgs[0]
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Packages[0]
 }
 
-func TestLockFromApt(t *testing.T) {
+func TestResolveFromHostApt(t *testing.T) {
 	p := needApt(t)
 	if p.Name != "busybox-static" || p.Version == "" || p.Arch == "" || p.Source != "debian" ||
 		!strings.HasPrefix(p.Filename, "pool/") || p.Size <= 0 || !isSHA256Hex(p.SHA256) {
-		t.Errorf("LockFromApt(busybox-static) = %+v; want every field filled", p)
+		t.Errorf("Resolve(busybox-static) = %+v; want every field filled", p)
 	}
-
-	specs := []string{"busybox-static=" + p.Version, "busybox-static:" + p.Arch, "busybox-static:" + p.Arch + "=" + p.Version}
-	pinned, err := LockFromApt(context.Background(), specs)
-	if err != nil || !reflect.DeepEqual(pinned, []LockedPackage{p, p, p}) {
-		t.Errorf("LockFromApt(%q) = %v, %v; want %v three times", specs, pinned, err, p)
+	s := Sources{Debian: DebianSource{Arch: "amd64", Exclude: []string{"python3", "python3-protobuf"}}}
+	l, err := Resolve(context.Background(), s, Want{Kernel: "linux-image-cloud-amd64", Debian: []string{"criu"}}, Cache{})
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// Every unknown name is reported, whether or not apt knew the others.
-	for _, names := range [][]string{
-		{"busybox-static", "no-such-package-yakimg", "busybox-static=0.0-bogus"},
-		{"no-such-package-yakimg", "busybox-static=0.0-bogus"},
-	} {
-		_, err := LockFromApt(context.Background(), names)
-		for _, want := range []string{
-			"package no-such-package-yakimg is not known to apt; run 'apt-get update'",
-			"package busybox-static version 0.0-bogus is not known to apt; run 'apt-get update'",
-		} {
-			if err == nil || !strings.Contains(err.Error(), want) {
-				t.Errorf("LockFromApt(%q) error = %v; want it to say %q", names, err, want)
-			}
+	var names []string
+	for _, p := range l.Packages {
+		names = append(names, p.Name)
+	}
+	if !slices.IsSorted(names) {
+		t.Errorf("lock packages not in name order: %q", names)
+	}
+	for _, want := range []string{"criu", "libc6", "libnftables1", "linux-image-cloud-amd64"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("lock lacks %s: %q", want, names)
 		}
+	}
+	for _, unwanted := range []string{"python3", "initramfs-tools", "kmod", "linux-image-6.1.0-50-cloud-amd64"} {
+		if slices.Contains(names, unwanted) {
+			t.Errorf("lock has %s (excluded, or only a dependency of the kernel): %q", unwanted, names)
+		}
+	}
+	if !l.Covers(s, Want{Kernel: "linux-image-cloud-amd64", Debian: []string{"criu"}}) || l.Covers(s, Want{Debian: []string{"coreutils"}}) {
+		t.Error("Covers does not match the lock's packages")
+	}
+}
+
+func TestResolveRefusesFromHostApt(t *testing.T) {
+	needApt(t)
+	for _, c := range []struct {
+		w    Want
+		s    Sources
+		want string
+	}{
+		{Want{Debian: []string{"no-such-package-yakimg"}}, Sources{}, `root "no-such-package-yakimg": no package for amd64`},
+		{Want{Kernel: "no-such-kernel-yakimg"}, Sources{}, `no package "no-such-kernel-yakimg" for amd64`},
+		{Want{Debian: []string{"criu"}}, Sources{Debian: DebianSource{Exclude: []string{"criu"}}}, `"criu" is both a root and excluded`},
+	} {
+		c.s.Debian.Arch = "amd64"
+		_, err := Resolve(context.Background(), c.s, c.w, Cache{})
+		wantErr(t, fmt.Sprintf("Resolve(%+v)", c.w), err, c.want)
 	}
 }

@@ -29,6 +29,7 @@ var smoke = Suite{
 		{Name: "echo-service-answers", Timeout: 15 * time.Second, Run: echoServiceAnswers},
 		{Name: "checkpoint-partition-writable", Run: checkpointPartitionWritable},
 		{Name: "root-is-ext4-rw", Run: rootIsExt4RW},
+		{Name: "criu-check", Timeout: 60 * time.Second, Run: criuCheck},
 	},
 }
 
@@ -37,6 +38,7 @@ const (
 	echoServer   = "test-echo-server"
 	echoAddr     = "127.0.0.1:7070"
 	checkpointFS = "/checkpoint"
+	criuPath     = "/usr/sbin/criu"
 	activeWithin = 20 * time.Second
 )
 
@@ -324,4 +326,31 @@ func selfMounts(t *T) []mount {
 		t.Fatalf("%v", err)
 	}
 	return ms
+}
+
+// criuCheck runs `criu check`, CRIU's own test of every kernel feature it
+// needs. It passes only when criu and its whole library closure are in the
+// image, and the prerequisites stage 1 provides (lo up, nf_tables and its
+// dependencies loaded) are in place.
+func criuCheck(t *T) {
+	cmd := exec.CommandContext(t.ctx, criuPath, "check")
+	out, err := cmd.CombinedOutput()
+	text := strings.TrimSpace(string(out))
+	if err != nil {
+		t.Fatalf("%s check: %v: %s", criuPath, err, lastLines(text, 8))
+	}
+	if !strings.Contains(text, "Looks good.") {
+		t.Fatalf("%s check exited 0 without \"Looks good.\": %s", criuPath, lastLines(text, 8))
+	}
+	version, _ := exec.CommandContext(t.ctx, criuPath, "--version").Output()
+	t.Logf("%s: %s", strings.ReplaceAll(strings.TrimSpace(string(version)), "\n", ", "), lastLines(text, 1))
+}
+
+// lastLines keeps the end of a tool's output, where its verdict is.
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }

@@ -61,8 +61,8 @@ type spdxRelationship struct {
 }
 
 // SBOM is the SPDX 2.3 JSON document of the image m describes: the image
-// as the described package, CONTAINing one package per locked Debian
-// package. It depends on the manifest alone (namespace from the image
+// as the described package, CONTAINing one package per locked package
+// (Debian or Alpine). It depends on the manifest alone (namespace from the image
 // digest, creation time from source_date_epoch), so it is reproducible
 // and a reader can regenerate it to check the archived copy.
 func SBOM(m *builder.Manifest) ([]byte, error) {
@@ -95,7 +95,7 @@ func SBOM(m *builder.Manifest) ([]byte, error) {
 		// The index keeps IDs unique even where sanitising makes two
 		// names alike; the manifest's order keeps them stable.
 		id := fmt.Sprintf("SPDXRef-Package-%d-%s", i+1, spdxIDPart(p.Name))
-		doc.Packages = append(doc.Packages, spdxPackage{
+		pkg := spdxPackage{
 			Name:             p.Name,
 			SPDXID:           id,
 			VersionInfo:      p.Version,
@@ -109,7 +109,14 @@ func SBOM(m *builder.Manifest) ([]byte, error) {
 				// path-escaped, which keeps an epoch's ':' and a '+'.
 				Locator: "pkg:deb/debian/" + url.PathEscape(p.Name) + "@" + url.PathEscape(p.Version) + "?arch=" + url.QueryEscape(p.Arch),
 			}},
-		})
+		}
+		if p.Source == "alpine" {
+			// The mirror is the project's choice and may be private: the
+			// lock pins the bytes, not a place to download them.
+			pkg.Supplier, pkg.DownloadLocation = "NOASSERTION", "NOASSERTION"
+			pkg.ExternalRefs[0].Locator = "pkg:apk/alpine/" + url.PathEscape(p.Name) + "@" + url.PathEscape(p.Version) + "?arch=" + url.QueryEscape(p.Arch)
+		}
+		doc.Packages = append(doc.Packages, pkg)
 		doc.Relationships = append(doc.Relationships, spdxRelationship{Element: imageID, Type: "CONTAINS", Related: id})
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")

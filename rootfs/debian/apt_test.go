@@ -2,84 +2,112 @@ package debian
 
 import (
 	"bytes"
-	"compress/gzip"
+	"context"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
-
-	"github.com/pierrec/lz4/v4"
-	"github.com/ulikunitz/xz"
 )
 
-// hostIndexes returns the uncompressed amd64 Packages indexes apt has
-// downloaded on this host, skipping the test when there are none.
-func hostIndexes(tb testing.TB) map[string][]byte {
+// hostIndexFilesOrSkip returns the paths of the host's amd64 Packages
+// indexes, skipping the test when apt has none.
+func hostIndexFilesOrSkip(tb testing.TB) []string {
 	tb.Helper()
-	paths, err := filepath.Glob("/var/lib/apt/lists/*_binary-amd64_Packages*")
+	hostFilesOnce.Do(func() { hostFiles, hostFilesErr = hostIndexFiles(context.Background(), "amd64") })
+	if hostFilesErr != nil {
+		tb.Fatal(hostFilesErr)
+	}
+	if len(hostFiles) == 0 {
+		tb.Skip("needs apt package lists: apt has no amd64 Packages index (run apt-get update)")
+	}
+	return slices.Clone(hostFiles)
+}
+
+// rawIndex is the uncompressed content of a host index file.
+func rawIndex(tb testing.TB, p string) []byte {
+	tb.Helper()
+	f, err := os.Open(p)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	out := map[string][]byte{}
+	defer f.Close()
+	r, err := decompress(p, f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		tb.Fatalf("read %s: %v", p, err)
+	}
+	return b
+}
+
+// hostIndex is HostIndex(amd64); each caller gets its own copy of the
+// slice.
+func hostIndex(tb testing.TB) []Package {
+	tb.Helper()
+	hostIndexFilesOrSkip(tb)
+	hostOnce.Do(func() { hostPkgs, hostErr = HostIndex(context.Background(), "amd64") })
+	if hostErr != nil {
+		tb.Fatal(hostErr)
+	}
+	return slices.Clone(hostPkgs)
+}
+
+// The host's index files and packages, found and read once per test
+// binary: apt-get takes most of a second, the packages tens of megabytes.
+var (
+	hostFilesOnce sync.Once
+	hostFiles     []string
+	hostFilesErr  error
+	hostOnce      sync.Once
+	hostPkgs      []Package
+	hostErr       error
+)
+
+func TestHostIndex(t *testing.T) {
+	paths := hostIndexFilesOrSkip(t)
+	got := hostIndex(t)
+	// Cross-check the stanza count against the raw text of every file.
+	n := 0
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			tb.Fatal(err)
+		b := rawIndex(t, p)
+		n += bytes.Count(b, []byte("\nPackage: "))
+		if bytes.HasPrefix(b, []byte("Package: ")) {
+			n++
 		}
-		var r io.Reader = f
-		switch filepath.Ext(p) {
-		case "":
-		case ".lz4":
-			r = lz4.NewReader(f)
-		case ".gz":
-			if r, err = gzip.NewReader(f); err != nil {
-				tb.Fatalf("%s: %v", p, err)
-			}
-		case ".xz":
-			if r, err = xz.NewReader(f); err != nil {
-				tb.Fatalf("%s: %v", p, err)
-			}
-		default:
-			f.Close()
-			continue
-		}
-		b, err := io.ReadAll(r)
-		f.Close()
-		if err != nil {
-			tb.Fatalf("read %s: %v", p, err)
-		}
-		out[p] = b
 	}
-	if len(out) == 0 {
-		tb.Skip("needs apt package lists: no /var/lib/apt/lists/*_binary-amd64_Packages* (run apt-get update)")
+	if len(got) != n {
+		t.Errorf("HostIndex has %d packages; the %d files have %d Package lines", len(got), len(paths), n)
 	}
-	return out
+	if !slices.ContainsFunc(got, func(p Package) bool { return p.Name == "criu" }) {
+		t.Errorf("HostIndex(amd64) lacks criu (files %q)", paths)
+	}
+	if _, err := HostIndex(context.Background(), "s390x"); err == nil || !strings.Contains(err.Error(), "run apt-get update") {
+		t.Errorf("HostIndex(s390x) = %v; want no index, run apt-get update", err)
+	}
+	if _, err := HostIndex(context.Background(), "amd64 *"); err == nil || !strings.Contains(err.Error(), "not an architecture") {
+		t.Errorf(`HostIndex("amd64 *") = %v; want not an architecture`, err)
+	}
 }
 
-func hostIndex(t *testing.T) []Package {
-	var all []Package
-	for p, b := range hostIndexes(t) {
-		pkgs, err := ParsePackages(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		// Cross-check the stanza count against the raw text.
-		if n := bytes.Count(b, []byte("\nPackage: ")) + startsWithStanza(b); n != len(pkgs) {
-			t.Errorf("%s: parsed %d packages; the file has %d Package lines", p, len(pkgs), n)
-		}
-		all = append(all, pkgs...)
+// TestHostIndexFilesWithoutApt proves the /var/lib/apt/lists fallback
+// finds what apt-get indextargets names.
+func TestHostIndexFilesWithoutApt(t *testing.T) {
+	want := hostIndexFilesOrSkip(t)
+	if !slices.ContainsFunc(want, func(p string) bool { return filepath.Dir(p) == listsDir }) {
+		t.Skipf("apt keeps its lists outside %s: %q", listsDir, want)
 	}
-	return all
-}
-
-func startsWithStanza(b []byte) int {
-	if bytes.HasPrefix(b, []byte("Package: ")) {
-		return 1
+	t.Setenv("PATH", t.TempDir())
+	got, err := hostIndexFiles(context.Background(), "amd64")
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("hostIndexFiles without apt-get = %q, %v; want %q", got, err, want)
 	}
-	return 0
 }
 
 func TestResolveHostCriu(t *testing.T) {
@@ -134,10 +162,11 @@ func TestResolveHostDeterministic(t *testing.T) {
 }
 
 func BenchmarkParsePackages(b *testing.B) {
-	idx := hostIndexes(b)
+	idx := map[string][]byte{}
 	var total int64
-	for _, d := range idx {
-		total += int64(len(d))
+	for _, p := range hostIndexFilesOrSkip(b) {
+		idx[p] = rawIndex(b, p)
+		total += int64(len(idx[p]))
 	}
 	b.SetBytes(total)
 	for b.Loop() {
@@ -174,5 +203,27 @@ func TestCompareVersionsHostDpkg(t *testing.T) {
 		if err := exec.Command(dpkg, "--compare-versions", a, op, b).Run(); err != nil {
 			t.Errorf("CompareVersions puts %q before %q (%s), dpkg disagrees: %v", a, b, op, err)
 		}
+	}
+}
+
+func TestResolveHostCriuWithoutPython(t *testing.T) {
+	got, err := ResolveExcluding(hostIndex(t), "amd64", []string{"criu"}, []string{"python3", "python3-protobuf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := closure(got)
+	for _, n := range names {
+		if strings.HasPrefix(n, "python3") || strings.HasPrefix(n, "libpython3") {
+			t.Errorf("closure without python3 still has %s: %q", n, names)
+		}
+	}
+	for _, want := range []string{"criu=", "libnftables1=", "libgnutls30=", "libc6="} {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, want) }) {
+			t.Errorf("closure lacks %s: %q", want, names)
+		}
+	}
+	t.Logf("criu closure without python: %d packages: %q", len(got), names)
+	if _, err := ResolveExcluding(hostIndex(t), "amd64", []string{"criu"}, []string{"criu"}); err == nil {
+		t.Error("excluding a root succeeded")
 	}
 }

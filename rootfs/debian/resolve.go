@@ -3,6 +3,7 @@ package debian
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -30,7 +31,24 @@ import (
 // relation (naming the package that needs it and the versions that exist);
 // a relation that needs a different version of a package already chosen.
 func Resolve(index []Package, arch string, roots []string) ([]Package, error) {
+	return ResolveExcluding(index, arch, roots, nil)
+}
+
+// ResolveExcluding is Resolve with some packages left out on purpose: a
+// relation group that names an excluded package among its alternatives
+// counts as satisfied, so neither that package nor what only it needs
+// enters the closure (like dpkg --force-depends for those names). An image
+// uses it to drop tooling it never runs, such as criu's Python helper
+// crit, while every other dependency is still resolved from the index.
+// Excluding a root is an error.
+func ResolveExcluding(index []Package, arch string, roots, exclude []string) ([]Package, error) {
 	r := newResolver(index, arch)
+	for _, x := range exclude {
+		if slices.Contains(roots, x) {
+			return nil, fmt.Errorf("resolve: %q is both a root and excluded", x)
+		}
+		r.excluded[x] = true
+	}
 	var queue []*Package
 	roots = slices.Clone(roots)
 	slices.Sort(roots)
@@ -60,6 +78,9 @@ func Resolve(index []Package, arch string, roots []string) ([]Package, error) {
 			}
 		}
 	}
+	if err := r.checkPreDependsCycles(); err != nil {
+		return nil, err
+	}
 	out := make([]Package, 0, len(r.chosen))
 	for _, p := range r.chosen {
 		out = append(out, *p)
@@ -79,6 +100,7 @@ type resolver struct {
 	providers map[string][]provider // by provider name, then version
 	chosen    map[string]*Package   // the closure so far
 	provided  map[string][]provider // Provides of chosen packages
+	excluded  map[string]bool       // names treated as present
 }
 
 func newResolver(index []Package, arch string) *resolver {
@@ -88,6 +110,7 @@ func newResolver(index []Package, arch string) *resolver {
 		providers: map[string][]provider{},
 		chosen:    map[string]*Package{},
 		provided:  map[string][]provider{},
+		excluded:  map[string]bool{},
 	}
 	for i := range index {
 		p := &index[i]
@@ -137,7 +160,7 @@ func (r *resolver) choose(need string, group []Relation) (*Package, error) {
 		return nil, nil
 	}
 	for _, rel := range alts {
-		if r.satisfiedByChosen(rel) {
+		if r.excluded[rel.Name] || r.satisfiedByChosen(rel) {
 			return nil, nil
 		}
 	}
@@ -243,4 +266,81 @@ func joinRelations(alts []Relation) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, " | ")
+}
+
+// Newest returns the highest version of the package called name built for
+// arch or "all", without looking at its dependencies.
+func Newest(index []Package, arch, name string) (Package, error) {
+	ps := newResolver(index, arch).byName[name]
+	if len(ps) == 0 {
+		return Package{}, fmt.Errorf("resolve: no package %q for %s", name, arch)
+	}
+	return *ps[0], nil
+}
+
+// checkPreDependsCycles refuses a closure whose Pre-Depends form a cycle.
+// A Depends cycle is ordinary (libc6 and libgcc-s1 depend on each other)
+// because dpkg unpacks both before configuring either; a Pre-Depends needs
+// the other package configured before this one is even unpacked, so a
+// cycle of them can never be installed.
+func (r *resolver) checkPreDependsCycles() error {
+	names := slices.Sorted(maps.Keys(r.chosen))
+	edges := map[string][]string{}
+	for _, n := range names {
+		for _, g := range r.chosen[n].PreDepends {
+			for _, rel := range g {
+				if by := r.chosenFor(rel); by != "" {
+					edges[n] = append(edges[n], by)
+					break
+				}
+			}
+		}
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(n string) error
+	visit = func(n string) error {
+		state[n] = onPath
+		path = append(path, n)
+		for _, m := range edges[n] {
+			switch state[m] {
+			case onPath:
+				cycle := append(slices.Clone(path[slices.Index(path, m):]), m)
+				return fmt.Errorf("resolve: circular Pre-Depends: %s; dpkg can install none of them", strings.Join(cycle, " → "))
+			case unseen:
+				if err := visit(m); err != nil {
+					return err
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = done
+		return nil
+	}
+	for _, n := range names {
+		if state[n] == unseen {
+			if err := visit(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// chosenFor names the package in the closure that satisfies rel, if any.
+func (r *resolver) chosenFor(rel Relation) string {
+	if p, ok := r.chosen[rel.Name]; ok && r.realOK(rel, p) {
+		return p.Name
+	}
+	for _, pr := range r.provided[rel.Name] {
+		if r.provideOK(rel, pr) {
+			return pr.pkg.Name
+		}
+	}
+	return ""
 }

@@ -136,6 +136,23 @@ Package: clash
 Version: 1
 Architecture: amd64
 Depends: ver (>= 2), lt
+
+Package: pre-a
+Version: 1
+Architecture: amd64
+Pre-Depends: pre-b
+
+Package: pre-b
+Version: 1
+Architecture: amd64
+Depends: pre-c
+Pre-Depends: pre-virtual (>= 1)
+
+Package: pre-c
+Version: 1
+Architecture: amd64
+Provides: pre-virtual (= 1)
+Pre-Depends: pre-a
 `
 
 func syntheticIndex(t *testing.T) []Package {
@@ -232,6 +249,9 @@ func TestResolveErrors(t *testing.T) {
 		}},
 		{[]string{"anyonly"}, "amd64", []string{"libfoo:any", "Multi-Arch: no"}},
 		{[]string{"clash"}, "amd64", []string{"lt 1 needs ver (<< 2)", "ver 2.0.1 is already in the closure"}},
+		// A Pre-Depends cycle (through a versioned provide) cannot be
+		// installed; the Depends cycle of cyc-a and cyc-b above can.
+		{[]string{"pre-b"}, "amd64", []string{"circular Pre-Depends: pre-a → pre-b → pre-c → pre-a"}},
 	} {
 		_, err := Resolve(idx, c.arch, c.roots)
 		if err == nil {

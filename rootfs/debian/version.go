@@ -1,6 +1,9 @@
 // Package debian reads Debian package indexes (the "Packages" files apt
-// downloads) and computes the dependency closure of a set of packages,
-// without network access or host tools.
+// downloads) and computes the dependency closure of a set of packages.
+// Parsing and resolving are pure Go. The indexes come from this host's apt
+// (HostIndex) or from a mirror directory or URL (Mirror), whose Release
+// signature is checked with gpgv; package files are fetched from a mirror
+// against their sha256.
 package debian
 
 import (
