@@ -18,8 +18,9 @@ import (
 )
 
 func runVerify(ctx context.Context, args []string, std Stdio) int {
-	fs := newFlags("verify", "[--project DIR] [--cache DIR] [DIR]",
-		"Rebuilds the image in DIR (default out) from the inputs its manifest.json records and\n"+
+	fs := newFlags("verify", "[--project DIR] [--cache DIR] [DIR|ARCHIVE]",
+		"Rebuilds the image in DIR (default out), or in an archive written by 'yakimg archive',\n"+
+			"from the inputs its manifest.json records and\n"+
 			"compares digests: every artifact of the rebuild, and every file in DIR, must hash to what\n"+
 			"the manifest says. The source, yakimg.lock and Go version must be the recorded ones; the\n"+
 			"recorded SOURCE_DATE_EPOCH is used whatever the environment says.\n"+
@@ -37,6 +38,16 @@ func runVerify(ctx context.Context, args []string, std Stdio) int {
 	dir := "out"
 	if fs.NArg() == 1 {
 		dir = fs.Arg(0)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().IsRegular() {
+		// An archive: check it against its own manifest, then verify
+		// what it holds like a directory.
+		tmp, err := extractArchive(dir)
+		if err != nil {
+			return fail(std, "verify", exitUsage, err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
 	}
 	// 1 means "does not reproduce", so every failure to verify is 2.
 	m, err := imagediff.ReadManifest(dir)

@@ -56,6 +56,17 @@ func TestVerify(t *testing.T) {
 		}
 	})
 
+	t.Run("archive", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "image.tar")
+		if code, _, stderr := run(t, "archive", out, "--project", src, "-o", file); code != exitOK {
+			t.Fatalf("archive exited %d:\n%s", code, stderr)
+		}
+		code, stdout, stderr := run(t, "verify", "--project", src, file)
+		if code != exitOK || !strings.Contains(stdout, "ok "+builder.DiskFile+" sha256:") {
+			t.Fatalf("verify of the archive = %d; want 0 with an ok line for %s\nstdout:\n%s\nstderr:\n%s", code, builder.DiskFile, stdout, stderr)
+		}
+	})
+
 	t.Run("edited source digest", func(t *testing.T) {
 		edited := "sha256:" + strings.Repeat("0", 64)
 		dir := editedManifest(t, out, "source_digest", edited)
