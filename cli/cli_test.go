@@ -176,3 +176,39 @@ func TestBuildOfflineNamesEveryMissingPackage(t *testing.T) {
 	}
 	assertNoOutput(t, out)
 }
+
+// TestLockRefusesLeavesLockAlone asks lock --update for a closure that
+// cannot be resolved, and with a lock from a newer format: each is refused
+// with the reason, and yakimg.lock keeps its bytes.
+func TestLockRefusesLeavesLockAlone(t *testing.T) {
+	if _, err := os.Stat("/var/lib/apt/lists"); err != nil {
+		t.Skip("needs apt package lists (/var/lib/apt/lists)")
+	}
+	dir := t.TempDir()
+	toml := "kernel = \"linux-image-cloud-amd64\"\npackages = [\"busybox-static\", \"no-such-package-yakimg\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, builder.ProjectFile), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := []byte(`{"format": 1, "packages": []}` + "\n")
+	lockPath := filepath.Join(dir, builder.LockFile)
+	if err := os.WriteFile(lockPath, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "lock", "--update", "--project", dir)
+	if code != exitError || !strings.Contains(stderr, `"no-such-package-yakimg"`) {
+		t.Errorf("lock of an unknown package = %d, %q; want %d naming it", code, stderr, exitError)
+	}
+	if now, _ := os.ReadFile(lockPath); string(now) != string(old) {
+		t.Errorf("refused lock rewrote yakimg.lock: %q", now)
+	}
+
+	newer := []byte(`{"format": 99, "packages": []}` + "\n")
+	if err := os.WriteFile(lockPath, newer, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run(t, "build", "--project", dir, "-o", filepath.Join(dir, "out"))
+	if code == exitOK || !strings.Contains(stderr, "format 99 is newer than this yakimg understands") {
+		t.Errorf("build with a format-99 lock = %d, %q; want a refusal saying to upgrade", code, stderr)
+	}
+	assertNoOutput(t, filepath.Join(dir, "out"))
+}
