@@ -185,7 +185,7 @@ func runSuites(ctx context.Context, o options, reg registry, stdout, stderr io.W
 		Image:          report.Image{Digest: info.ImageDigest, LockDigest: info.LockDigest},
 		TestResults:    map[string]*report.SuiteResult{},
 	}
-	e := env{graphctl: o.graphctl}
+	e := env{graphctl: o.graphctl, metrics: &metrics{}}
 	for _, name := range o.suites {
 		res := runSuite(ctx, e, reg, name, func(c report.Case) {
 			fmt.Fprintf(stdout, "%s %s/%s (%d ms)", strings.ToUpper(c.Status), name, c.Name, c.DurationMS)
@@ -205,8 +205,11 @@ func runSuites(ctx context.Context, o options, reg registry, stdout, stderr io.W
 	logErr(err)
 	rep.VMConfig, err = vmConfig(info.OS)
 	logErr(err)
-	rep.PerformanceMetrics, err = metrics()
+	rep.PerformanceMetrics, err = pid1Metrics()
 	logErr(err)
+	for name, v := range e.metrics.values {
+		rep.PerformanceMetrics[name] = v
+	}
 	channelErr(w.Report(rep))
 	channelErr(drain(ch))
 	return code

@@ -29,7 +29,7 @@ var testRegistry = registry{
 			{Name: "panics", Run: func(t *T) { panic("boom") }},
 		}},
 		{Name: "gamma", Cases: []Case{
-			{Name: "passes", Run: func(t *T) {}},
+			{Name: "passes", Run: func(t *T) { t.Metric("things_looked_at", 3) }},
 		}},
 	},
 }
@@ -156,6 +156,9 @@ func TestReportDescribesTheGuest(t *testing.T) {
 	}
 	if got := rep.PerformanceMetrics["yakiros_memory_kb"]; got <= 0 || got > 4*float64(rss)+1024 {
 		t.Errorf("yakiros_memory_kb = %v; PID 1 has VmRSS %d kB now", got, rss)
+	}
+	if got, ok := rep.PerformanceMetrics["things_looked_at"]; !ok || got != 3 {
+		t.Errorf("things_looked_at = %v, %v; want the 3 the case recorded", got, ok)
 	}
 	if _, ok := rep.PerformanceMetrics["component_startup_avg_ms"]; ok {
 		t.Errorf("component_startup_avg_ms reported, but nothing measures it")

@@ -26,7 +26,31 @@ type T struct {
 
 // env is what a case may use to reach the system under test.
 type env struct {
-	graphctl string // path of the graphctl binary
+	graphctl string   // path of the graphctl binary
+	metrics  *metrics // where cases put performance metrics; nil drops them
+}
+
+// metrics collects the performance metrics cases measure, for the report.
+type metrics struct {
+	mu     sync.Mutex
+	values map[string]float64
+}
+
+func (m *metrics) set(name string, v float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.values == nil {
+		m.values = map[string]float64{}
+	}
+	m.values[name] = v
+}
+
+// Metric records a performance metric of the run (the report's
+// performance_metrics): a figure the case measured, never a fixed one.
+func (t *T) Metric(name string, value float64) {
+	if t.env.metrics != nil {
+		t.env.metrics.set(name, value)
+	}
 }
 
 // Context carries the case's deadline; everything a case waits on must

@@ -38,10 +38,22 @@ const Timeout = 5 * time.Second
 // maxRequest bounds what the server reads from a client.
 const maxRequest = 64 << 10
 
-// Request is what graphctl sends.
+// Request is what graphctl sends. WaitMS lets a command that takes long
+// by nature (upgrade waits for a handoff) ask for more than Timeout to
+// answer in; the server grants at most MaxWait.
 type Request struct {
 	Command string   `json:"command"`
 	Args    []string `json:"args"`
+	WaitMS  int64    `json:"wait_ms,omitempty"`
+}
+
+// MaxWait bounds what a request's WaitMS may ask for.
+const MaxWait = 2 * time.Minute
+
+// wait is how long the server waits for the loop's answer to req.
+func (req Request) wait() time.Duration {
+	w := time.Duration(req.WaitMS) * time.Millisecond
+	return min(max(w, Timeout), MaxWait)
 }
 
 // Response is what the server answers. Text is for humans; Data is the same
@@ -96,6 +108,9 @@ func DecodeRequest(r io.Reader) (Request, error) {
 	}
 	if req.Command == "" {
 		return Request{}, errors.New(`bad request: no "command"`)
+	}
+	if req.WaitMS < 0 {
+		return Request{}, errors.New(`bad request: negative "wait_ms"`)
 	}
 	return req, nil
 }
@@ -240,6 +255,10 @@ func (s *Server) answer(conn *net.UnixConn, deadline time.Time) Response {
 		return Fail(decodeErr.Error())
 	}
 	call := &Call{Request: req, PeerPid: int(cred.Pid), reply: make(chan Response, 1)}
+	if w := req.wait(); w > Timeout {
+		deadline = deadline.Add(w - Timeout)
+		conn.SetDeadline(deadline)
+	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
@@ -281,7 +300,7 @@ func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
 // Do sends one request to the server at path and returns its response. A
 // response with OK false is not an error here; failing to get one is.
 func Do(ctx context.Context, path string, req Request) (Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 2*Timeout+req.wait()-Timeout)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)

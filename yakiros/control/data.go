@@ -88,3 +88,23 @@ type ReadinessStatus struct {
 type CheckReadinessData struct {
 	Checked []string `json:"checked"`
 }
+
+// UpgradeData answers "upgrade": what was tried, in order, and how it went.
+type UpgradeData struct {
+	Component  string           `json:"component"`
+	Binary     string           `json:"binary"`  // what the new instance runs
+	OldPid     int              `json:"old_pid"` // the instance being replaced
+	NewPid     int              `json:"new_pid"` // the instance serving now; 0 if none took over
+	Attempts   []UpgradeAttempt `json:"attempts"`
+	DurationMS float64          `json:"duration_ms"` // from the request to the outcome
+}
+
+// UpgradeAttempt is one method tried by "upgrade".
+type UpgradeAttempt struct {
+	Method     string  `json:"method"`  // fd-passing | restart
+	Outcome    string  `json:"outcome"` // ok | failed | skipped
+	Detail     string  `json:"detail"`
+	DurationMS float64 `json:"duration_ms"`
+	FDs        int     `json:"fds,omitempty"`         // fd-passing: descriptors handed over
+	StateBytes uint64  `json:"state_bytes,omitempty"` // fd-passing: size of the state blob
+}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"yakimg/yakiros/control"
 )
@@ -60,6 +61,11 @@ Commands (each with an example below it):
   resolve                   run a resolution pass now; FAILED components that
                             gave up (restarting too fast) try again
                               graphctl resolve
+  upgrade <comp> [--binary PATH] [--timeout D]
+                            run new code: the old instance hands its sockets to
+                            the new one (handoff = "fd-passing"), else a restart;
+                            a new instance that fails leaves the old one serving
+                              graphctl upgrade test-echo-server --timeout 5s
   reload                    re-read the component directory and apply changes
                               graphctl reload
   poweroff                  stop all components in reverse dependency order, power off
@@ -81,6 +87,9 @@ Example:
   graphctl log web 50
 `
 
+// upgradeWait is how long graphctl waits for an upgrade's answer.
+const upgradeWait = 75 * time.Second
+
 // Main runs graphctl with args (without the program name) and returns its
 // exit status.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -101,7 +110,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return 2
 	}
 
-	resp, err := control.Do(ctx, *socket, control.Request{Command: fs.Arg(0), Args: fs.Args()[1:]})
+	req := control.Request{Command: fs.Arg(0), Args: fs.Args()[1:]}
+	if req.Command == "upgrade" {
+		// An upgrade answers when the handoff is over: up to its
+		// --timeout (at most a minute) plus the time to stop a process.
+		req.WaitMS = upgradeWait.Milliseconds()
+	}
+	resp, err := control.Do(ctx, *socket, req)
 	if err != nil {
 		fmt.Fprintf(stderr, "graphctl: %s\n", unreachable(*socket, err, "/proc"))
 		return 1

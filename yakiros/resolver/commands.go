@@ -14,7 +14,7 @@ import (
 // unknown command.
 const commands = "status, caps (or capabilities), log <component> [lines], readiness, check-readiness [component], " +
 	"tree <component>, rdeps <capability>, pending, simulate remove <component>, dot, check-cycles, analyze, validate, " +
-	"path <from> <to>, scc, order, resolve, reload, poweroff, reboot"
+	"path <from> <to>, scc, order, resolve, upgrade <component> [--binary PATH] [--timeout D], reload, poweroff, reboot"
 
 // handle answers one control call. It runs on the event loop; a command
 // whose answer needs slow work replies from a goroutine of its own.
@@ -40,6 +40,8 @@ func (l *loop) handle(c *control.Call) {
 		c.Reply(l.checkReadiness(req.Args))
 	case "resolve":
 		noArgs(l.resolveCommand)
+	case "upgrade":
+		l.upgradeCommand(c)
 	case "reload":
 		noArgs(func() control.Response {
 			d, err := l.reload("graphctl reload")

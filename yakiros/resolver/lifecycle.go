@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"yakimg/yakiros/config"
+	"yakimg/yakiros/handoff"
 	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
@@ -34,11 +35,12 @@ type unit struct {
 	alive  bool   // forked and not yet reaped
 	since  time.Time
 
-	starts    int         // every start, for status's RESTARTS
-	recent    []time.Time // starts counted against Restart.Max; reset by resolve and reload
-	restartAt time.Time   // FAILED: when the back-off ends
-	killAt    time.Time   // STOPPING: when SIGTERM has had its grace
-	status    string      // the latest STATUS= of a notify service's process
+	starts    int              // every start, for status's RESTARTS
+	recent    []time.Time      // starts counted against Restart.Max; reset by resolve and reload
+	restartAt time.Time        // FAILED: when the back-off ends
+	killAt    time.Time        // STOPPING: when SIGTERM has had its grace
+	status    string           // the latest STATUS= of a notify service's process
+	ctl       *handoff.Control // fd-passing services: PID 1's end of the upgrade socket
 
 	// What happens once a STOPPING process is reaped.
 	then    State             // Inactive, or Failed (with reason)
@@ -79,7 +81,14 @@ func (l *loop) start(u *unit) {
 		}
 		spec.Env = l.ready.Env(u.Readiness)
 	}
+	started, err := l.startWithUpgradeSocket(u, &spec)
+	if err != nil {
+		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
+		l.failed(u, err.Error())
+		return
+	}
 	pid, err := l.spawn(spec)
+	started(err == nil)
 	if err != nil {
 		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
 		l.failed(u, err.Error())
@@ -146,6 +155,9 @@ func (l *loop) onReadiness(ev readiness.Event) {
 func (l *loop) exited(e supervise.Exit) {
 	u := l.byPid[e.Pid]
 	if u == nil {
+		if l.exitedOutsideUnits(e) {
+			return
+		}
 		if l.ready == nil || !l.ready.Exited(e) {
 			l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
 		}
@@ -153,6 +165,7 @@ func (l *loop) exited(e supervise.Exit) {
 	}
 	delete(l.byPid, e.Pid)
 	l.cancelReadiness(u)
+	u.closeUpgradeSocket()
 	u.alive, u.killAt = false, time.Time{}
 	switch {
 	case u.state == Stopping:

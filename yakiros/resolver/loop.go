@@ -56,6 +56,14 @@ type loop struct {
 	// declarations to the cycle's message; they stay in CYCLE.
 	cycles map[string]string
 
+	// Upgrades in progress by component, the new instances still taking
+	// over by pid, old instances that handed over and are expected to exit,
+	// and the outcomes of handoffs (from Upgrade.Wait goroutines).
+	upgrades    map[string]*upgrade
+	candidates  map[int]*upgrade
+	retiring    map[int]retiree
+	handoffNews chan handoffOutcome
+
 	// dirChanged is signalled by the config directory's watcher.
 	dirChanged chan struct{}
 	reloadAt   time.Time     // when a debounced reload is due
@@ -80,6 +88,11 @@ func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, rea
 		readyErr:   readyErr,
 		dirChanged: make(chan struct{}, 1),
 		quit:       make(chan struct{}),
+
+		upgrades:    map[string]*upgrade{},
+		candidates:  map[int]*upgrade{},
+		retiring:    map[int]retiree{},
+		handoffNews: make(chan handoffOutcome),
 	}
 	l.spawn = func(spec supervise.Spec) (int, error) { return supervise.Start(spec, l.logs) }
 	kernel := &unit{
@@ -139,6 +152,8 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			for _, ev := range l.ready.Take() {
 				l.onReadiness(ev)
 			}
+		case o := <-l.handoffNews:
+			l.onHandoff(o)
 		case <-l.dirChanged:
 			l.reloadAt = time.Now().Add(reloadDebounce)
 		case c := <-calls:
@@ -150,6 +165,7 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			l.beginShutdown(machine.PowerOff, "context cancelled")
 		}
 		l.resolve()
+		l.checkRestarts(time.Now())
 	}
 	return l.halt.action
 }
@@ -169,6 +185,7 @@ func (l *loop) arm(timer *time.Timer) {
 		consider(u.restartAt)
 	}
 	consider(l.reloadAt)
+	l.upgradeDeadlines(consider)
 	if l.halt != nil {
 		consider(l.halt.deadline)
 	}
@@ -190,6 +207,7 @@ func (l *loop) tick(now time.Time) {
 			l.log.Infof("component '%s': back-off over, restarting", u.Name)
 		}
 	}
+	l.killRetirees(now)
 	if !l.reloadAt.IsZero() && !now.Before(l.reloadAt) {
 		l.reloadAt = time.Time{}
 		l.reload("change in " + l.configDir)

@@ -18,6 +18,9 @@ type Spec struct {
 	Binary string   // absolute path; no PATH lookup
 	Args   []string // argv[1:]
 	Env    []string // KEY=VALUE added to the base environment (see Start)
+	// ExtraFiles become the child's descriptors 3, 4, ... (a handoff's
+	// upgrade socket and channel). The caller keeps and closes its copies.
+	ExtraFiles []*os.File
 }
 
 // defaultPath is the children's PATH when PID 1 has none (the kernel gives
@@ -76,10 +79,14 @@ func forkExec(spec Spec) (int, *os.File, error) {
 	}
 	defer w.Close()
 	argv := append([]string{spec.Binary}, spec.Args...)
+	files := []uintptr{null.Fd(), w.Fd(), w.Fd()}
+	for _, f := range spec.ExtraFiles {
+		files = append(files, f.Fd())
+	}
 	pid, err := syscall.ForkExec(spec.Binary, argv, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   environment(spec.Env),
-		Files: []uintptr{null.Fd(), w.Fd(), w.Fd()},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {

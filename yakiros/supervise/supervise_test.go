@@ -375,3 +375,62 @@ func TestSignalAllRefusedOutsidePID1(t *testing.T) {
 		t.Error("SignalAll outside PID 1 succeeded; it must refuse")
 	}
 }
+
+// TestExtraFiles gives the child two pipes as descriptors 3 and 4 and
+// checks that it can write to both, and that nothing else leaks past them.
+func TestExtraFiles(t *testing.T) {
+	logs := testLogs(t, 1<<20)
+	var readers []*os.File
+	var spec = Spec{Name: "extra", Binary: "/bin/sh", Args: []string{"-c", "echo three >&3; echo four >&4"}}
+	for range 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		readers = append(readers, r)
+		spec.ExtraFiles = append(spec.ExtraFiles, w)
+	}
+	pid := start(t, logs, spec)
+	for _, f := range spec.ExtraFiles {
+		f.Close()
+	}
+	reapUntil(t, pid)
+	for i, want := range []string{"three\n", "four\n"} {
+		got, err := io.ReadAll(readers[i])
+		if err != nil || string(got) != want {
+			t.Errorf("descriptor %d carried %q, %v; want %q", i+3, got, err, want)
+		}
+	}
+
+	// ls sees 0-4 and its own directory descriptor (5): nothing of the
+	// parent's beyond the two extra files.
+	pid = start(t, logs, Spec{Name: "fds", Binary: "/bin/ls", Args: []string{"/proc/self/fd"}, ExtraFiles: []*os.File{readers[0], readers[1]}})
+	reapUntil(t, pid)
+	listing := waitLog(t, logs, "fds", "\n4\n")
+	inherited := inheritable(t)
+	for _, fd := range strings.Fields(listing[strings.Index(listing, ")")+1:]) {
+		n, _ := strconv.Atoi(fd)
+		if n > 5 && !inherited[n] {
+			t.Errorf("child has descriptor %d open; want only 0-4, ls's own 5 and what the test process itself inherited", n)
+		}
+	}
+}
+
+// inheritable lists this process's descriptors without close-on-exec:
+// whatever started the test may have left some, and every child gets them.
+func inheritable(t *testing.T) map[int]bool {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]bool{}
+	for _, e := range entries {
+		fd, _ := strconv.Atoi(e.Name())
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			out[fd] = true
+		}
+	}
+	return out
+}

@@ -1,0 +1,381 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"yakimg/yakiros/config"
+	"yakimg/yakiros/control"
+	"yakimg/yakiros/handoff"
+	"yakimg/yakiros/supervise"
+)
+
+// Upgrades run new code for a running service (`graphctl upgrade`). The
+// first method that applies is tried: fd passing (the component declares
+// handoff = "fd-passing": the old instance hands its sockets, files and
+// state to the new one, the capability never drops), else a restart. A new
+// instance that fails to start or to take over leaves the old one serving;
+// the loop never waits for any of it.
+
+const (
+	// maxUpgradeTimeout bounds --timeout: graphctl waits for the answer.
+	maxUpgradeTimeout = 60 * time.Second
+	// retireGrace is how long an old instance has to exit by itself after
+	// it handed over, before it is killed.
+	retireGrace = 5 * time.Second
+)
+
+// upgrade is one `graphctl upgrade` in progress.
+type upgrade struct {
+	call    *control.Call
+	u       *unit
+	binary  string
+	timeout time.Duration
+	start   time.Time
+	data    control.UpgradeData
+
+	// fd passing
+	attempt time.Time        // when the current attempt began
+	newCtl  *handoff.Control // the new instance's upgrade socket
+	newExit *supervise.Exit  // the new instance died before the outcome
+	handoff *handoff.Upgrade // nil once Wait has been started
+	// restart: the unit counts as upgraded once it is ACTIVE again with a
+	// process other than OldPid, or as failed once it is FAILED or the
+	// deadline passes.
+	restartBy time.Time
+}
+
+// handoffOutcome is what Upgrade.Wait said, delivered to the loop.
+type handoffOutcome struct {
+	up     *upgrade
+	result handoff.Result
+	err    error
+}
+
+// upgradeCommand starts an upgrade; the reply comes when it has ended.
+func (l *loop) upgradeCommand(c *control.Call) {
+	up, err := l.parseUpgrade(c)
+	if err != nil {
+		c.Reply(control.Fail(err.Error()))
+		return
+	}
+	l.upgrades[up.u.Name] = up
+	l.log.Infof("upgrading component '%s' (pid %d) to %s", up.u.Name, up.u.pid, up.binary)
+	switch {
+	case up.u.Handoff != config.HandoffFDPassing:
+		up.skip("fd-passing", fmt.Sprintf("handoff is %q", cmpOr(up.u.Handoff, config.HandoffNone)))
+		l.restartFor(up)
+	case up.u.ctl == nil:
+		up.skip("fd-passing", "the running instance was started without an upgrade socket")
+		l.restartFor(up)
+	default:
+		l.handOver(up)
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// parseUpgrade reads `upgrade <component> [--binary PATH] [--timeout D]`
+// and checks that the component can be upgraded now.
+func (l *loop) parseUpgrade(c *control.Call) (*upgrade, error) {
+	fs := flag.NewFlagSet("upgrade", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	binary := fs.String("binary", "", "")
+	timeout := fs.Duration("timeout", handoff.DefaultTimeout, "")
+	args := c.Request.Args
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("upgrade: %v; usage: upgrade <component> [--binary PATH] [--timeout D]", err)
+	}
+	if name == "" || fs.NArg() > 0 {
+		return nil, errors.New("usage: upgrade <component> [--binary PATH] [--timeout D]")
+	}
+	if *timeout <= 0 || *timeout > maxUpgradeTimeout {
+		return nil, fmt.Errorf("upgrade: --timeout %v is not in (0, %v]", *timeout, maxUpgradeTimeout)
+	}
+	u := l.byName[name]
+	switch {
+	case u == nil:
+		return nil, fmt.Errorf("upgrade: no component '%s'", name)
+	case u.Type != config.Service:
+		return nil, fmt.Errorf("upgrade: '%s' is a %s; only services are upgraded", name, u.Type)
+	case !u.alive || (u.state != Active && u.state != Degraded):
+		return nil, fmt.Errorf("upgrade: '%s' is %s; only a running ACTIVE or DEGRADED service is upgraded", name, u.state)
+	case l.upgrades[name] != nil:
+		return nil, fmt.Errorf("upgrade: '%s' is being upgraded already", name)
+	case l.halt != nil:
+		return nil, errors.New("upgrade: shutting down")
+	}
+	bin := u.Binary
+	if *binary != "" {
+		bin = *binary
+	}
+	// Check the binary before touching anything: a typo must not cost the
+	// running instance, whatever the method.
+	if fi, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	} else if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return nil, fmt.Errorf("upgrade: %s is not an executable file", bin)
+	}
+	up := &upgrade{call: c, u: u, binary: bin, timeout: *timeout, start: time.Now()}
+	up.data = control.UpgradeData{Component: name, Binary: bin, OldPid: u.pid}
+	return up, nil
+}
+
+func (up *upgrade) skip(method, why string) {
+	up.data.Attempts = append(up.data.Attempts, control.UpgradeAttempt{Method: method, Outcome: "skipped", Detail: why})
+}
+
+func (up *upgrade) record(method, outcome, detail string, fds int, state uint64) {
+	up.data.Attempts = append(up.data.Attempts, control.UpgradeAttempt{
+		Method: method, Outcome: outcome, Detail: detail, FDs: fds, StateBytes: state,
+		DurationMS: float64(time.Since(up.attempt).Microseconds()) / 1000,
+	})
+}
+
+// handOver starts the fd-passing attempt: the old instance is asked over
+// its upgrade socket, the new one started with the channel's other end.
+// Upgrade.Wait runs on a goroutine of its own and reports to the loop.
+func (l *loop) handOver(up *upgrade) {
+	u := up.u
+	up.attempt = time.Now()
+	hu, err := u.ctl.Upgrade(up.timeout)
+	if err != nil {
+		up.record("fd-passing", "failed", err.Error(), 0, 0)
+		l.restartFor(up)
+		return
+	}
+	newCtl, sock, err := handoff.NewControl()
+	if err != nil {
+		hu.New.Close()
+		go hu.Wait(context.Background()) // the old instance sees the channel close and resumes
+		l.finishUpgrade(up, "fd-passing", err.Error())
+		return
+	}
+	spec := supervise.Spec{
+		Name: u.Name, Binary: up.binary, Args: u.Args,
+		Env:        []string{handoff.EnvUpgradeFD + "=3", handoff.EnvHandoffFD + "=4"},
+		ExtraFiles: []*os.File{sock, hu.New},
+	}
+	if u.waitsForReadiness() && l.ready != nil {
+		spec.Env = append(spec.Env, l.ready.Env(u.Readiness)...)
+	}
+	pid, err := l.spawn(spec)
+	sock.Close()
+	if err != nil {
+		newCtl.Close()
+		go hu.Wait(context.Background())
+		l.finishUpgrade(up, "fd-passing", "the new instance did not start: "+err.Error())
+		return
+	}
+	l.log.Infof("component '%s': new instance pid %d started for the handoff", u.Name, pid)
+	up.newCtl, up.data.NewPid = newCtl, pid
+	l.candidates[pid] = up
+	go func() {
+		res, err := hu.Wait(context.Background())
+		select {
+		case l.handoffNews <- handoffOutcome{up, res, err}:
+		case <-l.quit:
+		}
+	}()
+}
+
+// onHandoff applies the outcome of an fd-passing attempt.
+func (l *loop) onHandoff(o handoffOutcome) {
+	up, u := o.up, o.up.u
+	newPid := up.data.NewPid
+	if o.err == nil && up.newExit != nil {
+		o.err = fmt.Errorf("the new instance %v right after taking over", *up.newExit)
+	}
+	if o.err != nil {
+		up.newCtl.Close()
+		if up.newExit == nil {
+			supervise.Signal(newPid, syscall.SIGKILL) // exited() forgets it
+		}
+		up.data.NewPid = 0
+		detail := o.err.Error()
+		var failed *handoff.FailedError
+		if !errors.As(o.err, &failed) && errors.Is(o.err, handoff.ErrTimeout) && up.newExit == nil {
+			// The old instance never answered: it does not speak the
+			// protocol. Running the new code still needs a restart.
+			up.record("fd-passing", "failed", detail, 0, 0)
+			l.restartFor(up)
+			return
+		}
+		if up.newExit != nil {
+			detail = fmt.Sprintf("%s; the new instance %v", detail, *up.newExit)
+		}
+		l.finishUpgrade(up, "fd-passing", detail)
+		return
+	}
+	delete(l.candidates, newPid)
+	old := u.pid
+	delete(l.byPid, old)
+	l.retiring[old] = retiree{name: u.Name, killAt: time.Now().Add(retireGrace)}
+	u.ctl.Close()
+	u.ctl = up.newCtl
+	u.pid, u.since, u.status = newPid, time.Now(), ""
+	u.starts++
+	u.Binary = up.binary
+	l.byPid[newPid] = u
+	up.record("fd-passing", "ok", fmt.Sprintf("pid %d handed %d descriptors and %d bytes of state to pid %d", old, o.result.FDs, o.result.StateBytes, newPid),
+		o.result.FDs, o.result.StateBytes)
+	l.log.Infof("component '%s' upgraded by fd passing: pid %d → %d in %v", u.Name, old, newPid, o.result.Duration.Round(time.Millisecond))
+	l.finishUpgrade(up, "", "")
+}
+
+// restartFor upgrades by stopping the old instance and starting the new
+// binary in its place: the capability drops meanwhile.
+func (l *loop) restartFor(up *upgrade) {
+	u := up.u
+	up.attempt = time.Now()
+	next := u.Component
+	next.Binary = up.binary
+	u.next = &next
+	up.restartBy = time.Now().Add(stopGrace + up.timeout)
+	l.stop(u, "upgrade to "+up.binary, Inactive)
+}
+
+// checkRestarts ends every restart-method upgrade whose unit is running
+// again, has failed or ran out of time.
+func (l *loop) checkRestarts(now time.Time) {
+	for _, up := range l.upgrades {
+		if up.restartBy.IsZero() {
+			continue
+		}
+		u := up.u
+		switch {
+		case u.alive && u.pid != up.data.OldPid && (u.state == Active || u.state == Degraded):
+			up.data.NewPid = u.pid
+			up.record("restart", "ok", fmt.Sprintf("pid %d stopped, pid %d %s", up.data.OldPid, u.pid, u.state), 0, 0)
+			l.finishUpgrade(up, "", "")
+		case u.state == Failed:
+			l.finishUpgrade(up, "restart", "the new instance failed: "+u.reason)
+		case !now.Before(up.restartBy):
+			l.finishUpgrade(up, "restart", fmt.Sprintf("not running and ready within %v (state %s)", up.restartBy.Sub(up.start).Round(time.Millisecond), u.state))
+		}
+	}
+}
+
+// finishUpgrade replies to graphctl. With a method, the upgrade failed
+// in that method for the reason given.
+func (l *loop) finishUpgrade(up *upgrade, method, why string) {
+	delete(l.upgrades, up.u.Name)
+	if method != "" {
+		up.record(method, "failed", why, 0, 0)
+	}
+	up.data.DurationMS = float64(time.Since(up.start).Microseconds()) / 1000
+	var b strings.Builder
+	for _, a := range up.data.Attempts {
+		fmt.Fprintf(&b, "%-10s %-7s %s", a.Method, a.Outcome, a.Detail)
+		if a.Outcome != "skipped" {
+			fmt.Fprintf(&b, " (%.1f ms)", a.DurationMS)
+		}
+		b.WriteByte('\n')
+	}
+	if method != "" {
+		serving := fmt.Sprintf("the old instance (pid %d) keeps serving", up.data.OldPid)
+		if !up.u.alive || up.u.pid != up.data.OldPid {
+			serving = fmt.Sprintf("'%s' is %s", up.u.Name, up.u.state)
+		}
+		l.log.Errorf("upgrade of component '%s' failed: %s; %s", up.u.Name, why, serving)
+		up.call.Reply(control.FailWith(fmt.Sprintf("upgrade of '%s' failed: %s; %s", up.u.Name, why, serving), b.String(), up.data))
+		return
+	}
+	fmt.Fprintf(&b, "Upgraded '%s' to %s: pid %d → %d in %.1f ms\n", up.u.Name, up.binary, up.data.OldPid, up.data.NewPid, up.data.DurationMS)
+	up.call.Reply(control.OK(b.String(), up.data))
+}
+
+// retiree is an old instance that handed over and is expected to exit.
+type retiree struct {
+	name   string
+	killAt time.Time
+}
+
+// exitedOutsideUnits handles the exit of a process that is not a unit's
+// current one: a new instance still taking over, or an old instance that
+// handed over. It reports whether it knew the pid.
+func (l *loop) exitedOutsideUnits(e supervise.Exit) bool {
+	if up, ok := l.candidates[e.Pid]; ok {
+		delete(l.candidates, e.Pid)
+		if up.data.NewPid == e.Pid { // still taking over: the outcome will say
+			up.newExit = &e
+		}
+		l.log.Infof("component '%s': new instance pid %d %v", up.u.Name, e.Pid, e)
+		return true
+	}
+	if r, ok := l.retiring[e.Pid]; ok {
+		delete(l.retiring, e.Pid)
+		l.log.Infof("component '%s': old instance pid %d %v after handing over", r.name, e.Pid, e)
+		return true
+	}
+	return false
+}
+
+// killRetirees kills old instances that outstayed retireGrace.
+func (l *loop) killRetirees(now time.Time) {
+	for pid, r := range l.retiring {
+		if !r.killAt.IsZero() && !now.Before(r.killAt) {
+			l.log.Warnf("component '%s': old instance pid %d still runs %v after handing over; sending SIGKILL", r.name, pid, retireGrace)
+			supervise.Signal(pid, syscall.SIGKILL)
+			r.killAt = time.Time{}
+			l.retiring[pid] = r
+		}
+	}
+}
+
+// upgradeDeadlines are the times the loop must wake up for upgrades.
+func (l *loop) upgradeDeadlines(consider func(time.Time)) {
+	for _, up := range l.upgrades {
+		consider(up.restartBy)
+	}
+	for _, r := range l.retiring {
+		consider(r.killAt)
+	}
+}
+
+// startWithUpgradeSocket gives a fd-passing service its upgrade socket as
+// descriptor 3. The returned function, called once the process started
+// (or failed to), closes PID 1's copy of the service's end.
+func (l *loop) startWithUpgradeSocket(u *unit, spec *supervise.Spec) (func(ok bool), error) {
+	if u.Handoff != config.HandoffFDPassing {
+		return func(bool) {}, nil
+	}
+	ctl, sock, err := handoff.NewControl()
+	if err != nil {
+		return nil, err
+	}
+	spec.ExtraFiles = append(spec.ExtraFiles, sock)
+	spec.Env = append(spec.Env, handoff.EnvUpgradeFD+"=3")
+	return func(ok bool) {
+		sock.Close()
+		if ok {
+			u.ctl = ctl
+		} else {
+			ctl.Close()
+		}
+	}, nil
+}
+
+// closeUpgradeSocket drops a unit's upgrade socket once its process is gone.
+func (u *unit) closeUpgradeSocket() {
+	if u.ctl != nil {
+		u.ctl.Close()
+		u.ctl = nil
+	}
+}
