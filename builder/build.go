@@ -423,6 +423,11 @@ func rootTree(o Options, in inputs, bins map[string][]byte, t *rootfs.Tree) (*ro
 		{"usr/local/bin/test-web-server", 0o755, bins["test-web-server"]},
 		{"usr/local/bin/test-database", 0o755, bins["test-database"]},
 		{"usr/local/bin/test-monitor", 0o755, bins["test-monitor"]},
+		{"usr/local/bin/test-health-service", 0o755, bins["test-health-service"]},
+		{"usr/local/bin/test-file-server", 0o755, bins["test-file-server"]},
+		{"usr/local/bin/test-crash-on-start", 0o755, bins["test-crash-on-start"]},
+		{"usr/local/bin/test-never-ready", 0o755, bins["test-never-ready"]},
+		{"usr/local/bin/test-isolated-service", 0o755, bins["test-isolated-service"]},
 		{"etc/yakimg/image.json", 0o644, append(info, '\n')},
 		{"etc/hostname", 0o644, []byte("yakimg\n")},
 		{"etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
@@ -459,6 +464,22 @@ func rootTree(o Options, in inputs, bins map[string][]byte, t *rootfs.Tree) (*ro
 			return nil, err
 		}
 		if err := t.AddFile(path.Join("etc/graph.d", filepath.Base(c)), 0o644, data); err != nil {
+			return nil, err
+		}
+	}
+	// The components' scripts go where the reference keeps health-check
+	// scripts.
+	scripts, err := filepath.Glob(filepath.Join(o.Project.Root, "components", "*.sh"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(scripts)
+	for _, s := range scripts {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.AddFile(path.Join("usr/libexec/graph", filepath.Base(s)), 0o755, data); err != nil {
 			return nil, err
 		}
 	}

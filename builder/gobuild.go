@@ -25,6 +25,11 @@ var GuestBinaries = []GoBinary{
 	{"test-web-server", "./testbins/test-web-server"},
 	{"test-database", "./testbins/test-database"},
 	{"test-monitor", "./testbins/test-monitor"},
+	{"test-health-service", "./testbins/test-health-service"},
+	{"test-file-server", "./testbins/test-file-server"},
+	{"test-crash-on-start", "./testbins/test-crash-on-start"},
+	{"test-never-ready", "./testbins/test-never-ready"},
+	{"test-isolated-service", "./testbins/test-isolated-service"},
 }
 
 // goEnv is the environment of a reproducible build (DESIGN §4): static,

@@ -4,13 +4,17 @@
 package components
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,16 +39,26 @@ var want = map[string]decl{
 	"storage-setup":    {"/bin/sh", []string{"-c", sh}, config.Oneshot, []string{"filesystem.proc"}, []string{"storage"}},
 	"files-setup":      {"/bin/sh", []string{"-c", sh}, config.Oneshot, []string{"filesystem.run"}, []string{"files"}},
 	"test-echo-server": {"/usr/local/bin/test-echo-server", []string{"--listen", "127.0.0.1:7070"}, config.Service, []string{"network.configured"}, []string{"test.echo"}},
+	"test-file-server": {"/usr/local/bin/test-file-server", []string{"--listen", "127.0.0.1:7090", "--dir", "/run/test-file-server"}, config.Service, []string{"network.configured", "filesystem.run"}, []string{"test.file-server"}},
 	"test-web-server": {"/usr/local/bin/test-web-server", []string{"--listen", "127.0.0.1:8080", "--files", "/run/test-files"}, config.Service,
 		[]string{"network.configured", "files"}, []string{"test.web"}},
 	"test-database": {"/usr/local/bin/test-database", []string{"--listen", "127.0.0.1:7071", "--data", "/checkpoint/test-database", "--ready-file", "/run/test-database.ready"}, config.Service,
 		[]string{"storage"}, []string{"test.database"}},
 	"test-monitor": {"/usr/local/bin/test-monitor", []string{"--echo", "127.0.0.1:7070", "--web", "127.0.0.1:8080", "--database", "127.0.0.1:7071"}, config.Service,
 		[]string{"test.echo", "test.web", "test.database"}, []string{"test.monitor"}},
-	"test-cycle-a":  {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.cycle-b"}, []string{"test.cycle-a"}},
-	"test-cycle-b":  {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.cycle-a"}, []string{"test.cycle-b"}},
-	"test-orphan":   {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.never-provided"}, []string{"test.orphan"}},
-	"yakimg-suites": {"/usr/bin/yakimg-runner", []string{"suites"}, config.Oneshot, []string{"filesystem.run"}, nil},
+	"test-cycle-a":      {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.cycle-b"}, []string{"test.cycle-a"}},
+	"test-cycle-b":      {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.cycle-a"}, []string{"test.cycle-b"}},
+	"test-orphan":       {"/bin/sh", []string{"-c", sh}, config.Service, []string{"test.never-provided"}, []string{"test.orphan"}},
+	"yakimg-suites":     {"/usr/bin/yakimg-runner", []string{"suites"}, config.Oneshot, []string{"filesystem.run"}, nil},
+	"test-health-check": {"/bin/busybox", []string{"sleep", "86400"}, config.Service, []string{"filesystem.run"}, []string{"test.health.check"}},
+	"test-health-service": {"/usr/local/bin/test-health-service", []string{"--listen", "127.0.0.1:7072", "--control-file", "/run/test-health-service.control"},
+		config.Service, []string{"network.configured"}, []string{"test.health"}},
+	"test-health-file": {"/usr/local/bin/test-health-service", []string{"--listen", "127.0.0.1:7073", "--health-file", "/run/test-health-file.health",
+		"--control-file", "/run/test-health-file.control"}, config.Service, []string{"network.configured"}, []string{"test.health.file"}},
+	"test-isolated-service": {"/usr/local/bin/test-isolated-service", []string{"--listen", "/run/test-isolated-service.sock"},
+		config.Service, []string{"filesystem.run"}, []string{"test.isolated"}},
+	"test-isolated-user": {"/usr/local/bin/test-isolated-service", []string{"--listen", "127.0.0.1:7074"},
+		config.Service, []string{"network.configured"}, []string{"test.isolated.user"}},
 }
 
 func load(t *testing.T) map[string]config.Component {
@@ -87,9 +101,13 @@ func TestDeclarationsLoad(t *testing.T) {
 // each of the three the image can exercise, on one service each.
 var wantReadiness = map[string]config.Readiness{
 	"test-echo-server": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
+	"test-file-server": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
 	"test-web-server": {Method: config.ReadyCommand, Command: webReadiness,
 		Timeout: 20 * time.Second, Interval: time.Second},
 	"test-database": {Method: config.ReadyFile, File: "/run/test-database.ready",
+		Timeout: 30 * time.Second, Interval: 5 * time.Second},
+	"test-health-service": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
+	"test-health-file": {Method: config.ReadyFile, File: "/run/test-health-file.health",
 		Timeout: 30 * time.Second, Interval: 5 * time.Second},
 }
 
@@ -262,4 +280,118 @@ func findBusybox(t *testing.T) string {
 		t.Skipf("needs busybox (apt-get install busybox-static): %v", err)
 	}
 	return p
+}
+
+// The health checks the health-checks suite relies on: one service per
+// method, each checked every second, with the thresholds the suite counts.
+var wantHealth = map[string]config.Health{
+	"test-health-check": {Method: config.HealthCommand, Command: "/usr/libexec/graph/health-check-test.sh /run/test-health-check",
+		Interval: time.Second, Timeout: time.Second, FailThreshold: 3, RestartThreshold: 5},
+	"test-health-service": {Method: config.HealthNotify, Interval: time.Second, Timeout: time.Second, FailThreshold: 2, RestartThreshold: 4},
+	"test-health-file": {Method: config.HealthFile, File: "/run/test-health-file.health",
+		Interval: time.Second, Timeout: time.Second, FailThreshold: 2, RestartThreshold: 3},
+}
+
+func TestHealth(t *testing.T) {
+	for name, c := range load(t) {
+		want, ok := wantHealth[name]
+		if !ok {
+			want = config.Health{Method: config.HealthNone, Interval: time.Minute, Timeout: 10 * time.Second, FailThreshold: 3, RestartThreshold: 5}
+		}
+		if !reflect.DeepEqual(c.Health, want) {
+			t.Errorf("%s: health %+v; want %+v", name, c.Health, want)
+		}
+	}
+	// test-health-file writes the file its declaration reads.
+	f := load(t)["test-health-file"]
+	if i := slices.Index(f.Args, "--health-file"); i < 0 || i+1 == len(f.Args) || f.Args[i+1] != f.Health.File {
+		t.Errorf("test-health-file args %q do not pass --health-file %s", f.Args, f.Health.File)
+	}
+}
+
+// runCheck runs health-check-test.sh with busybox sh on dir, as the check
+// command does, and returns its exit status and output.
+func runCheck(t *testing.T, busybox, dir string) (int, string) {
+	t.Helper()
+	out, err := exec.Command(busybox, "sh", "health-check-test.sh", dir).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	case err != nil:
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// TestHealthCheckScript runs health-check-test.sh for real: it creates its
+// directory, passes, fails and rejects what its mode file says, logs every
+// run, and hangs (shell and background sleep in one process group) until
+// killed.
+func TestHealthCheckScript(t *testing.T) {
+	busybox := findBusybox(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skipf("the script calls /bin/busybox, which this host lacks: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "check")
+	mode := func(m string) {
+		if err := os.WriteFile(filepath.Join(dir, "mode"), []byte(m+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		mode string // "" leaves the file as it is (missing at first)
+		code int
+		out  string
+	}{
+		{"", 0, ""},
+		{"ok", 0, ""},
+		{"fail", 1, "health-check-test: " + dir + "/mode says fail\n"},
+		{"bogus", 2, "health-check-test: unknown mode 'bogus' in " + dir + "/mode (ok, fail, hang)\n"},
+	} {
+		if tc.mode != "" {
+			mode(tc.mode)
+		}
+		if code, out := runCheck(t, busybox, dir); code != tc.code || out != tc.out {
+			t.Errorf("mode %q: exit %d, output %q; want %d, %q", tc.mode, code, out, tc.code, tc.out)
+		}
+	}
+	runs, err := os.ReadFile(filepath.Join(dir, "runs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^ok \d+ \d+\.\d+\nok \d+ \d+\.\d+\nfail \d+ \d+\.\d+\nbogus \d+ \d+\.\d+\n$`).Match(runs) {
+		t.Errorf("runs = %q; want one line per run: mode, pid, uptime", runs)
+	}
+
+	mode("hang")
+	cmd := exec.Command(busybox, "sh", "health-check-test.sh", dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var hung []string
+	for deadline := time.Now().Add(10 * time.Second); len(hung) != 3; time.Sleep(10 * time.Millisecond) {
+		data, _ := os.ReadFile(filepath.Join(dir, "hung"))
+		hung = strings.Fields(string(data))
+		if time.Now().After(deadline) {
+			t.Fatalf("no hung file; got %q", data)
+		}
+	}
+	if hung[0] != strconv.Itoa(cmd.Process.Pid) {
+		t.Errorf("hung = %q; want the shell's pid %d first", hung, cmd.Process.Pid)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("the hanging check returned: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	sleep, _ := strconv.Atoi(hung[1])
+	if pgid, err := syscall.Getpgid(sleep); err != nil || pgid != cmd.Process.Pid {
+		t.Errorf("the background sleep %d is in group %d (%v); want the check's group %d", sleep, pgid, err, cmd.Process.Pid)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
 }

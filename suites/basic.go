@@ -129,7 +129,10 @@ func componentsUp(t *T) {
 }
 
 // statusRow is one row of the human status table.
-type statusRow struct{ name, state, pid string }
+type statusRow struct{ name, state, pid, health, lastCheck string }
+
+// lastCheckAgo is a LAST CHECK other than "-": "5s ago", "3m4s ago", "1h2m ago".
+var lastCheckAgo = regexp.MustCompile(`^(\d+s|\d+m\d+s|\d+h\d+m) ago$`)
 
 var summaryCounts = regexp.MustCompile(`^Summary: (\d+) active, (\d+) degraded, (\d+) starting, (\d+) failed, (\d+) total$`)
 
@@ -148,11 +151,15 @@ func parseStatusTable(out string) ([]statusRow, [5]int, error) {
 	}
 	var rows []statusRow
 	for _, l := range lines[2 : 2+end] {
+		// LAST CHECK is "-" or "<duration> ago", the only value with a space.
 		f := strings.Fields(l)
-		if len(f) != 5 {
-			return nil, counts, fmt.Errorf("row %q does not have 5 columns", l)
+		if len(f) == 8 {
+			f = append(f[:6], f[6]+" "+f[7])
 		}
-		rows = append(rows, statusRow{f[0], f[1], f[2]})
+		if len(f) != 7 || f[6] != "-" && !lastCheckAgo.MatchString(f[6]) {
+			return nil, counts, fmt.Errorf("row %q does not have 7 columns ending in LAST CHECK (- or <duration> ago)", l)
+		}
+		rows = append(rows, statusRow{f[0], f[1], f[2], f[5], f[6]})
 	}
 	m := summaryCounts.FindStringSubmatch(lines[len(lines)-1])
 	if m == nil {
@@ -185,6 +192,10 @@ func compareStatus(out string, comps []component) error {
 		if r.name != c.Name || r.state != c.State || r.pid != pid {
 			return fmt.Errorf("row %d is %s %s pid %s; --json status says %s %s pid %s", i+1, r.name, r.state, r.pid, c.Name, c.State, pid)
 		}
+		if h := healthColumn(c); r.health != h || (r.lastCheck == "-") != (c.LastCheckMSAgo < 0) {
+			return fmt.Errorf("row %d (%s) shows health %s, last check %s; --json status says %s (health %q, last check %d ms ago)",
+				i+1, r.name, r.health, r.lastCheck, h, c.Health, c.LastCheckMSAgo)
+		}
 		switch c.State {
 		case "ACTIVE", "DONE":
 			want[0]++
@@ -201,6 +212,19 @@ func compareStatus(out string, comps []component) error {
 		return fmt.Errorf("summary counts %v; the components give %v (active, degraded, starting, failed, total)", counts, want)
 	}
 	return nil
+}
+
+// healthColumn is what status's HEALTH column shows for c.
+func healthColumn(c component) string {
+	switch c.Health {
+	case "":
+		return "-"
+	case "ok":
+		return "OK"
+	case "failing":
+		return fmt.Sprintf("FAIL(%d)", c.HealthFailures)
+	}
+	return strings.ToUpper(c.Health)
 }
 
 func statusTableMatchesJSON(t *T) {

@@ -31,9 +31,12 @@ func TestCompareStatus(t *testing.T) {
 		{"pid", "test-monitor         ACTIVE     240", "test-monitor         ACTIVE     241", "pid 241"},
 		{"active count", "8 active", "7 active", "summary counts [7 0 1 0 12]"},
 		{"starting count", "1 starting", "0 starting", "summary counts"},
-		{"row missing", "test-orphan          INACTIVE   -       0s      0\n", "", "11 rows"},
+		{"row missing", "test-orphan          INACTIVE   -       0s      0        -        -\n", "", "11 rows"},
 		{"extra summary", "12 total\n", "12 total\nmore\n", "exactly one summary line"},
-		{"columns", "kernel               ACTIVE     -       0s      0", "kernel               ACTIVE     -       0s", "5 columns"},
+		{"columns", "kernel               ACTIVE     -       0s      0        -        -", "kernel               ACTIVE     -       0s      0        -", "7 columns"},
+		{"last check", "kernel               ACTIVE     -       0s      0        -        -", "kernel               ACTIVE     -       0s      0        -        3s", "7 columns"},
+		{"health", "test-monitor         ACTIVE     240     3s      0        -", "test-monitor         ACTIVE     240     3s      0        OK", "shows health OK"},
+		{"checked", "test-monitor         ACTIVE     240     3s      0        -        -", "test-monitor         ACTIVE     240     3s      0        -        2s ago", "last check 2s ago"},
 	} {
 		changed := strings.Replace(table, tc.from, tc.to, 1)
 		if changed == table {

@@ -51,6 +51,14 @@ type component struct {
 	Requires []string `json:"requires"`
 	Provides []string `json:"provides"`
 	Reason   string   `json:"reason"` // why it is FAILED or stopped
+
+	// Health checks: Health is "" without them, else unknown, ok or
+	// failing (docs/HEALTH.md).
+	Health         string `json:"health"`
+	HealthChecks   int    `json:"health_checks"`
+	HealthFailures int    `json:"health_failures"`
+	LastCheckMSAgo int64  `json:"last_check_ms_ago"` // -1 when no check has ended
+	HealthReason   string `json:"health_reason"`
 }
 
 // parseStatus decodes `graphctl --json status`:

@@ -348,8 +348,8 @@ func TestNamesAndAvailable(t *testing.T) {
 	if got := Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v; want %v", got, want)
 	}
-	if got := Available(); !slices.Equal(got, []string{"smoke", "basic", "graph-analysis"}) {
-		t.Errorf("Available() = %v; want [smoke basic graph-analysis]", got)
+	if got, want := Available(), []string{"smoke", "basic", "hot-swap", "health-checks", "graph-analysis", "isolation"}; !slices.Equal(got, want) {
+		t.Errorf("Available() = %v; want %v", got, want)
 	}
 	for _, s := range builtin.suites {
 		if !slices.Contains(Names(), s.Name) {

@@ -144,7 +144,7 @@ func pollStatus(t *T, pending func([]component) string) ([]component, string) {
 
 // statusHeader and statusSummary are the human layout of `graphctl status`
 // (yakiros-reference §7.3).
-const statusHeader = "COMPONENT            STATE      PID     UPTIME  RESTARTS"
+const statusHeader = "COMPONENT            STATE      PID     UPTIME  RESTARTS HEALTH   LAST CHECK"
 
 var statusSummary = regexp.MustCompile(`^Summary: (\d+) active, (\d+) degraded, (\d+) starting, (\d+) failed, (\d+) total$`)
 

@@ -71,15 +71,16 @@ func TestParseMountinfoOfThisProcess(t *testing.T) {
 
 const sampleStatusJSON = `{"components":[
  {"name":"kernel","type":"service","state":"ACTIVE","pid":0,"uptime_ms":0,"restarts":0,"requires":[],"provides":["kernel","proc"]},
- {"name":"test-echo-server","type":"service","state":"ACTIVE","pid":214,"uptime_ms":4100,"restarts":1,"requires":["network.configured"],"provides":["test.echo"]},
+ {"name":"test-echo-server","type":"service","state":"ACTIVE","pid":214,"uptime_ms":4100,"restarts":1,"requires":["network.configured"],"provides":["test.echo"],
+  "health":"ok","health_checks":4,"health_failures":0,"last_check_ms_ago":1200,"health_reason":""},
  {"name":"yakimg-runner","type":"oneshot","state":"STARTING","pid":230,"uptime_ms":900,"restarts":1,"requires":[],"provides":[]}]}`
 
-const sampleStatusTable = `COMPONENT            STATE      PID     UPTIME  RESTARTS
-────────────────────────────────────────────────────────
-kernel               ACTIVE     -       0s      0
-test-echo-server     ACTIVE     214     4s      1
-yakimg-runner        STARTING   230     0s      1
-────────────────────────────────────────────────────────
+const sampleStatusTable = `COMPONENT            STATE      PID     UPTIME  RESTARTS HEALTH   LAST CHECK
+────────────────────────────────────────────────────────────────────────────
+kernel               ACTIVE     -       0s      0        -        -
+test-echo-server     ACTIVE     214     4s      1        OK       1s ago
+yakimg-runner        STARTING   230     0s      1        -        -
+────────────────────────────────────────────────────────────────────────────
 Summary: 2 active, 0 degraded, 1 starting, 0 failed, 3 total
 `
 
@@ -116,11 +117,12 @@ func TestCheckStatusTable(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, table, want string }{
 		{"header", strings.Replace(sampleStatusTable, "UPTIME  RESTARTS", "UPTIME RESTARTS", 1), "header"},
+		{"no health columns", strings.Replace(sampleStatusTable, " HEALTH   LAST CHECK", "", 1), "header"},
 		{"not active", strings.Replace(sampleStatusTable, "test-echo-server     ACTIVE ", "test-echo-server     FAILED ", 1), "FAILED"},
 		{"no row", strings.Replace(sampleStatusTable, "test-echo-server", "other-server    ", 1), "no row"},
 		{"summary", strings.Replace(sampleStatusTable, "Summary: 2 active", "2 active", 1), "summary"},
 		{"total", strings.Replace(sampleStatusTable, "3 total", "4 total", 1), "4 total"},
-		{"no rule", strings.Replace(sampleStatusTable, "────────────────────────────────────────────────────────\nkernel", "kernel", 1), "rule"},
+		{"no rule", strings.Replace(sampleStatusTable, strings.Repeat("─", 76)+"\nkernel", "kernel", 1), "rule"},
 		{"empty", "", "header"},
 	} {
 		err := checkStatusTable(tc.table, cs, "test-echo-server")

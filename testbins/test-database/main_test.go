@@ -17,7 +17,7 @@ import (
 
 // start runs the real program on a free port with its data in dir and the
 // extra arguments.
-func start(t *testing.T, dir string, extra ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
+func start(t *testing.T, dir string, extra ...string) (addr string, cmd *exec.Cmd, out *testbin.Output) {
 	t.Helper()
 	return testbin.Start(t, testbin.Build(t), nil, append([]string{"--data", dir, "--version", "v3"}, extra...)...)
 }

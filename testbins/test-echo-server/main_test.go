@@ -72,6 +72,13 @@ func TestDefaultVersionAndLastLineWithoutNewline(t *testing.T) {
 	}
 }
 
+func TestBadVersion(t *testing.T) {
+	b, err := exec.Command(testbin.Build(t), "--listen", "127.0.0.1:0", "--version", "v1 beta").CombinedOutput()
+	if err == nil || !strings.Contains(string(b), `version "v1 beta": want one word`) {
+		t.Errorf("--version with a space: %v, output %q; want a failure naming it", err, b)
+	}
+}
+
 func TestListenFailure(t *testing.T) {
 	b, err := exec.Command(testbin.Build(t), "--listen", "256.0.0.1:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "listen 256.0.0.1:1") {

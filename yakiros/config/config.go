@@ -74,9 +74,22 @@ type Readiness struct {
 	Interval time.Duration  // between command checks; default 5s
 }
 
-// Health is [lifecycle] health_*.
+// HealthMethod says how a running service's health is checked.
+type HealthMethod string
+
+// Health methods (docs/HEALTH.md).
+const (
+	HealthNone    HealthMethod = "none"    // no health checks
+	HealthCommand HealthMethod = "command" // healthy when Command exits 0
+	HealthFile    HealthMethod = "file"    // healthy while File exists and says so
+	HealthNotify  HealthMethod = "notify"  // the service reports HEALTH= on $NOTIFY_SOCKET
+)
+
+// Health is [lifecycle] health and health_*.
 type Health struct {
-	Command          string        // health_check, run with /bin/sh -c; "" = no checks
+	Method           HealthMethod
+	Command          string        // health_check, run with /bin/sh -c
+	File             string        // health_file
 	Interval         time.Duration // default 60s
 	Timeout          time.Duration // default 10s
 	FailThreshold    int           // consecutive failures ACTIVE → DEGRADED; default 3
@@ -106,6 +119,14 @@ type Isolation struct {
 	Root       string   // default "/"
 	Hostname   string
 	PrivateTmp bool
+	UIDMap     []IDMap // user namespace: uid_map lines; none = the kernel's overflow uid
+	GIDMap     []IDMap // user namespace: gid_map lines
+}
+
+// IDMap is one line of a user namespace's uid_map or gid_map: Count ids
+// from Inside in the namespace are Outside.. outside it.
+type IDMap struct {
+	Inside, Outside, Count int
 }
 
 // Checkpoint is [checkpoint].

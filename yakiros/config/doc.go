@@ -74,12 +74,15 @@
 //	readiness_signal          signal    none       USR1 or USR2; selects "signal"
 //	readiness_timeout         duration  30s        needs a readiness method other than "none"
 //	readiness_interval        duration  5s         only with "command": time between checks
-//	health_check              command   none       no health checks without it
-//	health_interval           duration  60s        needs health_check
-//	health_timeout            duration  10s        needs health_check
-//	health_fail_threshold     integer   3          >= 1; needs health_check
+//	health                    string    see below  "command", "file", "notify", "none"
+//	health_check              command   none       selects "command"
+//	health_file               path      none       selects "file"
+//	health_interval           duration  60s        needs a health method other than "none":
+//	                                               time between the starts of two checks
+//	health_timeout            duration  10s        the same; a check not done by then fails
+//	health_fail_threshold     integer   3          >= 1; consecutive failures ACTIVE → DEGRADED
 //	health_failures           integer   3          alias of health_fail_threshold
-//	health_restart_threshold  integer   5          >= 1; needs health_check
+//	health_restart_threshold  integer   5          >= 1; consecutive failures → FAILED, restart
 //	restart_max               integer   5          >= 0; starts allowed per restart_window;
 //	                                               0 = never restart
 //	restart_window            duration  30s
@@ -100,6 +103,9 @@
 //	root                      path      "/"        stored cleaned ("/srv/x/" is "/srv/x")
 //	hostname                  string    none       RFC 1123, at most 64 bytes; needs "uts"
 //	private_tmp               boolean   false      true needs "mount"
+//	uid_map                   list      none       "INSIDE OUTSIDE COUNT" lines; needs "user";
+//	                                               none leaves the service the overflow uid
+//	gid_map                   list      none       the same for group ids
 //
 //	[checkpoint]
 //	enabled                   boolean   false
@@ -119,10 +125,19 @@
 // readiness_signal is limited to SIGUSR1 and SIGUSR2 because the signal goes
 // to PID 1, which reloads on SIGHUP and shuts down on SIGINT and SIGTERM.
 //
+// The health method is settled the same way: the health key, or what
+// health_check ("command") or health_file ("file") implies, or "none"; they
+// must agree, and health = "command" or "file" needs its key. The other
+// health keys need a method other than "none". health = "notify" needs
+// readiness "notify" (or "signal"): that is how the service gets
+// $NOTIFY_SOCKET and how its messages are attributed to it. What each
+// method checks, and the counting, are in docs/HEALTH.md.
+//
 // A oneshot takes no readiness or health keys: it is ready when it exits 0,
 // and health checks watch services that keep running.
 //
-// hostname needs "uts" and private_tmp = true needs "mount" in namespaces.
+// hostname needs "uts", private_tmp = true needs "mount", and uid_map and
+// gid_map need "user" in namespaces.
 // Both are errors rather than implied: a namespace the file does not name
 // would change what the service sees without anyone having asked for it.
 //

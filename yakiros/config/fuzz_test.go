@@ -74,8 +74,14 @@ func canonical(t *testing.T, c Component) []byte {
 			life["readiness_signal"] = signalName(t, r.Signal)
 		}
 	}
-	if h := c.Health; h.Command != "" {
-		life["health_check"] = h.Command
+	if h := c.Health; h.Method != HealthNone {
+		life["health"] = string(h.Method)
+		switch h.Method {
+		case HealthCommand:
+			life["health_check"] = h.Command
+		case HealthFile:
+			life["health_file"] = h.File
+		}
 		life["health_interval"] = h.Interval.String()
 		life["health_timeout"] = h.Timeout.String()
 		life["health_fail_threshold"] = h.FailThreshold

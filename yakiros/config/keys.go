@@ -44,7 +44,9 @@ var sections = map[string]map[string]setter{
 			return
 		},
 
+		"health":                   setHealth,
 		"health_check":             func(c *Component, v any) (err error) { c.Health.Command, err = nonEmpty(v); return },
+		"health_file":              func(c *Component, v any) (err error) { c.Health.File, err = absPath(v); return },
 		"health_interval":          func(c *Component, v any) (err error) { c.Health.Interval, err = duration(v, time.Second); return },
 		"health_timeout":           func(c *Component, v any) (err error) { c.Health.Timeout, err = duration(v, time.Second); return },
 		"health_fail_threshold":    setFailThreshold,
@@ -68,6 +70,8 @@ var sections = map[string]map[string]setter{
 		"root":        setRoot,
 		"hostname":    setHostname,
 		"private_tmp": func(c *Component, v any) (err error) { c.Isolation.PrivateTmp, err = boolean(v); return },
+		"uid_map":     func(c *Component, v any) (err error) { c.Isolation.UIDMap, err = idMaps(v); return },
+		"gid_map":     func(c *Component, v any) (err error) { c.Isolation.GIDMap, err = idMaps(v); return },
 	},
 	"checkpoint": {
 		"enabled":         func(c *Component, v any) (err error) { c.Checkpoint.Enabled, err = boolean(v); return },
@@ -128,6 +132,12 @@ func setReadinessSignal(c *Component, v any) (err error) {
 		return fmt.Errorf("%w (PID 1 keeps SIGHUP for reload and SIGINT and SIGTERM for shutdown)", err)
 	}
 	return nil
+}
+
+func setHealth(c *Component, v any) error {
+	s, err := oneOf(v, string(HealthCommand), string(HealthFile), string(HealthNotify), string(HealthNone))
+	c.Health.Method = HealthMethod(s)
+	return err
 }
 
 func setFailThreshold(c *Component, v any) (err error) {

@@ -126,17 +126,50 @@ func TestKeys(t *testing.T) {
 		// [lifecycle] health
 		{"health", "[lifecycle]\nhealth_check = \"/bin/check\"\nhealth_interval = \"15s\"\nhealth_timeout = 2\n" +
 			"health_fail_threshold = 1\nhealth_restart_threshold = 7", func(c *Component) {
-			c.Health = Health{Command: "/bin/check", Interval: 15 * time.Second, Timeout: 2 * time.Second,
+			c.Health = Health{Method: HealthCommand, Command: "/bin/check", Interval: 15 * time.Second, Timeout: 2 * time.Second,
 				FailThreshold: 1, RestartThreshold: 7}
 		}, ""},
 		{"health_failures alias", "[lifecycle]\nhealth_check = \"/bin/check\"\nhealth_failures = 4",
-			func(c *Component) { c.Health.Command, c.Health.FailThreshold = "/bin/check", 4 }, ""},
+			func(c *Component) {
+				c.Health.Method, c.Health.Command, c.Health.FailThreshold = HealthCommand, "/bin/check", 4
+			}, ""},
+		{"health selector command", "[lifecycle]\nhealth = \"command\"\nhealth_check = \"c\"",
+			func(c *Component) { c.Health.Method, c.Health.Command = HealthCommand, "c" }, ""},
+		{"health_file", "[lifecycle]\nhealth_file = \"/run/web/health\"\nhealth_interval = 1",
+			func(c *Component) {
+				c.Health.Method, c.Health.File, c.Health.Interval = HealthFile, "/run/web/health", time.Second
+			}, ""},
+		{"health_file relative", "[lifecycle]\nhealth_file = \"health\"", nil,
+			`5: lifecycle.health_file: must be an absolute path, not "health"`},
+		{"health notify", "[lifecycle]\nreadiness = \"notify\"\nhealth = \"notify\"\nhealth_timeout = \"500ms\"",
+			func(c *Component) {
+				c.Readiness.Method = ReadyNotify
+				c.Health.Method, c.Health.Timeout = HealthNotify, 500*time.Millisecond
+			}, ""},
+		{"health notify with signal readiness", "[lifecycle]\nhealth = \"notify\"\nreadiness_signal = \"USR1\"",
+			func(c *Component) {
+				c.Readiness.Method, c.Readiness.Signal = ReadySignal, syscall.SIGUSR1
+				c.Health.Method = HealthNotify
+			}, ""},
+		{"health notify without notify readiness", "[lifecycle]\nreadiness_file = \"/run/r\"\nhealth = \"notify\"", nil,
+			`6: lifecycle.health: "notify" needs lifecycle.readiness = "notify": the service gets $NOTIFY_SOCKET with it`},
+		{"health none", "[lifecycle]\nhealth = \"none\"", func(c *Component) {}, ""},
+		{"health none with an interval", "[lifecycle]\nhealth = \"none\"\nhealth_interval = 5", nil,
+			`6: lifecycle.health_interval: has no effect without a health check (lifecycle.health_check, lifecycle.health_file or lifecycle.health = "notify")`},
+		{"health unknown", "[lifecycle]\nhealth = \"http\"", nil,
+			`5: lifecycle.health: must be "command", "file", "notify" or "none", not "http"`},
+		{"health file without health_file", "[lifecycle]\nhealth = \"file\"", nil,
+			`5: lifecycle.health: "file" needs lifecycle.health_file`},
+		{"health selector disagrees", "[lifecycle]\nhealth = \"file\"\nhealth_check = \"c\"", nil,
+			`6: lifecycle.health_check: selects health "command", but lifecycle.health on line 5 selects "file"; keep one`},
+		{"health_check and health_file", "[lifecycle]\nhealth_file = \"/h\"\nhealth_check = \"c\"", nil,
+			`6: lifecycle.health_check: selects health "command", but lifecycle.health_file on line 5 selects "file"; keep one`},
 		{"health_failures and health_fail_threshold", "[lifecycle]\nhealth_check = \"c\"\nhealth_failures = 4\nhealth_fail_threshold = 4", nil,
 			"7: lifecycle.health_fail_threshold: already set by lifecycle.health_failures on line 6; keep one of the two"},
 		{"health_check empty", "[lifecycle]\nhealth_check = \"\"", nil,
 			"5: lifecycle.health_check: must not be empty (leave the key out instead)"},
 		{"health_interval without health_check", "[lifecycle]\nhealth_timeout = 5\nhealth_interval = 5", nil,
-			"5: lifecycle.health_timeout: has no effect without lifecycle.health_check"},
+			`5: lifecycle.health_timeout: has no effect without a health check (lifecycle.health_check, lifecycle.health_file or lifecycle.health = "notify")`},
 		{"health_interval zero", "[lifecycle]\nhealth_check = \"c\"\nhealth_interval = 0", nil,
 			"6: lifecycle.health_interval: must be at least 1 (seconds), not 0"},
 		{"health_fail_threshold zero", "[lifecycle]\nhealth_check = \"c\"\nhealth_fail_threshold = 0", nil,
@@ -158,6 +191,8 @@ func TestKeys(t *testing.T) {
 			"6: lifecycle.readiness_file: readiness applies to services; a oneshot is ready when it exits 0"},
 		{"oneshot health", "type = \"oneshot\"\n[lifecycle]\nrestart_max = 1\nhealth_check = \"c\"", nil,
 			"7: lifecycle.health_check: health checks apply to services; a oneshot runs to completion"},
+		{"oneshot health file", "type = \"oneshot\"\n[lifecycle]\nhealth_file = \"/h\"", nil,
+			"6: lifecycle.health_file: health checks apply to services; a oneshot runs to completion"},
 		{"oneshot restart", "type = \"oneshot\"\n[lifecycle]\nrestart_max = 1",
 			func(c *Component) { c.Type, c.Restart.Max = Oneshot, 1 }, ""},
 
@@ -233,6 +268,18 @@ func TestKeys(t *testing.T) {
 		{"namespaces trailing comma", "[isolation]\nnamespaces = \"mount,\"", nil, `5: isolation.namespaces: has an empty item in "mount,"`},
 		{"namespaces integer", "[isolation]\nnamespaces = 3", nil,
 			"5: isolation.namespaces: must be an array of strings or a comma-separated string, not an integer"},
+		{"uid_map", "[isolation]\nnamespaces = \"user\"\nuid_map = [\"0 100000 65536\"]\ngid_map = [\"0 0 1\", \"1 200 10\"]",
+			func(c *Component) {
+				c.Isolation.Namespaces = []string{"user"}
+				c.Isolation.UIDMap = []IDMap{{0, 100000, 65536}}
+				c.Isolation.GIDMap = []IDMap{{0, 0, 1}, {1, 200, 10}}
+			}, ""},
+		{"uid_map without user", "[isolation]\nnamespaces = \"pid\"\nuid_map = [\"0 0 1\"]", nil,
+			`6: isolation.uid_map: needs the user namespace; add "user" to isolation.namespaces`},
+		{"uid_map zero count", "[isolation]\nnamespaces = \"user\"\nuid_map = [\"0 0 0\"]", nil,
+			`6: isolation.uid_map: element 1 must be "INSIDE OUTSIDE COUNT", three ids with COUNT >= 1, like "0 100000 65536", not "0 0 0"`},
+		{"gid_map negative", "[isolation]\nnamespaces = \"user\"\ngid_map = [\"0 -1 1\"]", nil,
+			`6: isolation.gid_map: element 1 must be "INSIDE OUTSIDE COUNT", three ids with COUNT >= 1, like "0 100000 65536", not "0 -1 1"`},
 		{"root", "[isolation]\nroot = \"/srv/a/\"", func(c *Component) { c.Isolation.Root = "/srv/a" }, ""},
 		{"root relative", "[isolation]\nroot = \"srv\"", nil, `5: isolation.root: must be an absolute path, not "srv"`},
 		{"hostname", "[isolation]\nnamespaces = \"uts\"\nhostname = \"web-sandbox.local\"",
@@ -300,6 +347,7 @@ func TestAliases(t *testing.T) {
 		{"readiness_command", "[lifecycle]\nreadiness_command = \"true\"", "[lifecycle]\nreadiness_check = \"true\""},
 		{"health_failures", "[lifecycle]\nhealth_check = \"c\"\nhealth_failures = 2", "[lifecycle]\nhealth_check = \"c\"\nhealth_fail_threshold = 2"},
 		{"readiness selector", "[lifecycle]\nreadiness = \"file\"\nreadiness_file = \"/r\"", "[lifecycle]\nreadiness_file = \"/r\""},
+		{"health selector", "[lifecycle]\nhealth = \"file\"\nhealth_file = \"/h\"", "[lifecycle]\nhealth_file = \"/h\""},
 		{"namespaces as a string", "[isolation]\nnamespaces = \"mnt, pid\"", "[isolation]\nnamespaces = [\"pid\", \"mount\"]"},
 		{"durations", "[lifecycle]\nrestart_window = 120", "[lifecycle]\nrestart_window = \"2m\""},
 		{"max_age", "[checkpoint]\nmax_age = 2", "[checkpoint]\nmax_age = \"120m\""},

@@ -120,7 +120,9 @@ var (
 	keyReadinessSignal  = toml.Key{"lifecycle", "readiness_signal"}
 	keyReadinessTimeout = toml.Key{"lifecycle", "readiness_timeout"}
 	keyReadinessInt     = toml.Key{"lifecycle", "readiness_interval"}
+	keyHealth           = toml.Key{"lifecycle", "health"}
 	keyHealthCheck      = toml.Key{"lifecycle", "health_check"}
+	keyHealthFile       = toml.Key{"lifecycle", "health_file"}
 	keyHealthInterval   = toml.Key{"lifecycle", "health_interval"}
 	keyHealthTimeout    = toml.Key{"lifecycle", "health_timeout"}
 	keyHealthFail       = toml.Key{"lifecycle", "health_fail_threshold"}
@@ -131,12 +133,14 @@ var (
 	keyNamespaces       = toml.Key{"isolation", "namespaces"}
 	keyHostname         = toml.Key{"isolation", "hostname"}
 	keyPrivateTmp       = toml.Key{"isolation", "private_tmp"}
+	keyUIDMap           = toml.Key{"isolation", "uid_map"}
+	keyGIDMap           = toml.Key{"isolation", "gid_map"}
 	keyOptional         = toml.Key{"optional", "capabilities"}
 	keyRequires         = toml.Key{"requires", "capabilities"}
 
 	readinessKeys = []toml.Key{keyReadiness, keyReadinessFile, keyReadinessCheck,
 		keyReadinessCommand, keyReadinessSignal, keyReadinessTimeout, keyReadinessInt}
-	healthKeys = []toml.Key{keyHealthCheck, keyHealthInterval, keyHealthTimeout,
+	healthKeys = []toml.Key{keyHealth, keyHealthCheck, keyHealthFile, keyHealthInterval, keyHealthTimeout,
 		keyHealthFail, keyHealthFailures, keyHealthRestart}
 )
 
@@ -172,10 +176,8 @@ func (p *parser) check() error {
 	if err := p.checkReadiness(); err != nil {
 		return err
 	}
-	if !p.doc.md.IsDefined(keyHealthCheck...) {
-		if ks := p.defined(healthKeys...); len(ks) > 0 {
-			return p.fail(ks[0], "%s: has no effect without %s", ks[0], keyHealthCheck)
-		}
+	if err := p.checkHealth(); err != nil {
+		return err
 	}
 	if r := c.Resources; r.MemoryMax > 0 && r.MemoryHigh > r.MemoryMax {
 		return p.fail(keyMemoryHigh, "%s: %d bytes is above %s (%d bytes), so it would never throttle",
@@ -190,6 +192,9 @@ func (p *parser) check() error {
 	}
 	if iso.PrivateTmp && !slices.Contains(iso.Namespaces, "mount") {
 		return p.fail(keyPrivateTmp, "%s: needs the mount namespace; add \"mount\" to %s", keyPrivateTmp, keyNamespaces)
+	}
+	if ks := p.defined(keyUIDMap, keyGIDMap); len(ks) > 0 && !slices.Contains(iso.Namespaces, "user") {
+		return p.fail(ks[0], "%s: needs the user namespace; add \"user\" to %s", ks[0], keyNamespaces)
 	}
 	for _, name := range c.Optional {
 		if slices.Contains(c.Requires, name) {
@@ -241,6 +246,57 @@ func (p *parser) checkReadiness() error {
 	}
 	if r.Method != ReadyCommand && p.doc.md.IsDefined(keyReadinessInt...) {
 		return p.fail(keyReadinessInt, "%s: applies only to readiness \"command\", not %q", keyReadinessInt, r.Method)
+	}
+	return nil
+}
+
+// healthMethodKeys are the keys that select a health method by being set.
+var healthMethodKeys = map[string]HealthMethod{
+	keyHealthCheck.String(): HealthCommand,
+	keyHealthFile.String():  HealthFile,
+}
+
+// checkHealth settles the health method the way checkReadiness settles the
+// readiness method. The settings of the checks need a method, and
+// service-reported health needs the notify socket, which a service gets
+// with notify (or signal) readiness.
+func (p *parser) checkHealth() error {
+	h := &p.c.Health
+	selected := h.Method // set by the health key, "" without it
+	var first toml.Key
+	ks := p.defined(keyHealth, keyHealthCheck, keyHealthFile)
+	for _, k := range ks {
+		m, ok := healthMethodKeys[k.String()]
+		if !ok {
+			m = selected
+		}
+		if first == nil {
+			first, h.Method = k, m
+			continue
+		}
+		if m != h.Method {
+			return p.fail(k, "%s: selects health %q, but %s on line %d selects %q; keep one",
+				k, m, first, p.doc.line(first), h.Method)
+		}
+	}
+	need := map[HealthMethod]toml.Key{HealthCommand: keyHealthCheck, HealthFile: keyHealthFile}
+	if k, ok := need[selected]; ok && len(ks) == 1 {
+		return p.fail(keyHealth, "%s: %q needs %s", keyHealth, selected, k)
+	}
+	if h.Method == "" {
+		h.Method = HealthNone
+	}
+	if h.Method == HealthNone {
+		for _, k := range p.defined(healthKeys...) {
+			if !slices.Equal(k, keyHealth) {
+				return p.fail(k, "%s: has no effect without a health check (%s, %s or %s = %q)",
+					k, keyHealthCheck, keyHealthFile, keyHealth, HealthNotify)
+			}
+		}
+	}
+	if r := p.c.Readiness.Method; h.Method == HealthNotify && r != ReadyNotify && r != ReadySignal {
+		return p.fail(keyHealth, "%s: %q needs %s = %q: the service gets $NOTIFY_SOCKET with it",
+			keyHealth, HealthNotify, keyReadiness, ReadyNotify)
 	}
 	return nil
 }

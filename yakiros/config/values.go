@@ -372,3 +372,33 @@ func metaType(t string) string {
 		return "a " + strings.ToLower(t)
 	}
 }
+
+// maxIDMaps is the kernel's limit on lines in a uid_map or gid_map.
+const maxIDMaps = 340
+
+// idMaps is a list of "INSIDE OUTSIDE COUNT" lines, as the kernel's
+// uid_map and gid_map take them: ids below 2³² - 1, COUNT at least 1.
+func idMaps(v any) ([]IDMap, error) {
+	lines, err := strList(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(lines) > maxIDMaps {
+		return nil, fmt.Errorf("has %d lines; the kernel takes at most %d", len(lines), maxIDMaps)
+	}
+	var out []IDMap
+	for i, line := range lines {
+		f := strings.Fields(line)
+		var n [3]int64
+		ok := len(f) == 3
+		for j := 0; ok && j < 3; j++ {
+			n[j], err = strconv.ParseInt(f[j], 10, 64)
+			ok = err == nil && n[j] >= 0 && n[j] < math.MaxUint32
+		}
+		if !ok || n[2] < 1 || n[0]+n[2] > math.MaxUint32 || n[1]+n[2] > math.MaxUint32 {
+			return nil, fmt.Errorf("element %d must be \"INSIDE OUTSIDE COUNT\", three ids with COUNT >= 1, like \"0 100000 65536\", not %q", i+1, line)
+		}
+		out = append(out, IDMap{Inside: int(n[0]), Outside: int(n[1]), Count: int(n[2])})
+	}
+	return out, nil
+}

@@ -19,6 +19,51 @@ type ComponentStatus struct {
 	Requires []string `json:"requires"`
 	Provides []string `json:"provides"`
 	Reason   string   `json:"reason"` // why it is FAILED, STOPPING or stopped; empty otherwise
+
+	// The health checks of its latest process (docs/HEALTH.md). Health is
+	// "" for a component without health checks, else unknown (no check
+	// has ended yet), ok or failing.
+	Health         string `json:"health"`
+	HealthChecks   int    `json:"health_checks"`     // checks ended, since the process became ACTIVE
+	HealthFailures int    `json:"health_failures"`   // consecutive failed checks
+	LastCheckMSAgo int64  `json:"last_check_ms_ago"` // since the latest check ended; -1 when none has
+	HealthReason   string `json:"health_reason"`     // why the latest check failed; "" if it passed
+
+	// Isolation is set for a component with [resources] or [isolation]
+	// (docs/ISOLATION.md).
+	Isolation *IsolationStatus `json:"isolation,omitempty"`
+}
+
+// InspectData answers "inspect <component>".
+type InspectData struct {
+	Name      string           `json:"name"`
+	State     string           `json:"state"`
+	Pid       int              `json:"pid"` // 0 when no process is running
+	Reason    string           `json:"reason"`
+	Isolation *IsolationStatus `json:"isolation"` // null without [resources] or [isolation]
+}
+
+// IsolationStatus is a component's cgroup and namespaces, in status and
+// inspect.
+type IsolationStatus struct {
+	Cgroup     string            `json:"cgroup"`      // absolute path of its group
+	Limits     map[string]string `json:"limits"`      // control file → value written
+	Usage      *CgroupUsage      `json:"usage"`       // nil while no process runs
+	OOMKills   int64             `json:"oom_kills"`   // seen by the watcher since the first start
+	Namespaces []string          `json:"namespaces"`  // created for it: ipc, mount, net, pid, user, uts
+	Hostname   string            `json:"hostname"`    // in its uts namespace; "" if not set
+	Root       string            `json:"root"`        // its root directory
+	PrivateTmp bool              `json:"private_tmp"` // a tmpfs of its own on /tmp
+}
+
+// CgroupUsage is what a group uses now; -1 where its controller is off.
+type CgroupUsage struct {
+	MemoryCurrent int64 `json:"memory_current"`
+	PidsCurrent   int64 `json:"pids_current"`
+	CPUUsageUS    int64 `json:"cpu_usage_usec"`
+	NrThrottled   int64 `json:"nr_throttled"`
+	ThrottledUS   int64 `json:"throttled_usec"`
+	OOMKills      int64 `json:"oom_kills"` // memory.events oom_kill of the current group
 }
 
 // CapsData answers "caps".

@@ -26,9 +26,10 @@ const usage = `Usage: graphctl [--socket PATH] [--json] <command> [args...]
 Asks graph-resolver, YakirOS's init, over its control socket.
 
 Commands (each with an example below it):
-  status                    every component: state, pid, uptime, restarts
+  status                    every component: state, pid, uptime, restarts, health
+                            (OK or FAIL(n)) and when it was last checked
                               graphctl status
-  caps                      every capability: UP or DOWN, and its providers
+  caps                      every capability: UP, DEGRADED or DOWN, and its providers
                               graphctl caps
   log <component> [lines]   the last lines of a component's log (default 20)
                               graphctl log web 50

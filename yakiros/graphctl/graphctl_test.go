@@ -68,7 +68,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"--socket", sock, "echo", "--json", "b"}, 0, "--json b\n", ""},
 		{[]string{"--socket", sock, "--json", "status"}, 0,
 			"{\n  \"components\": [\n    {\n      \"name\": \"kernel\",\n      \"type\": \"\",\n      \"state\": \"ACTIVE\",\n" +
-				"      \"pid\": 0,\n      \"uptime_ms\": 0,\n      \"restarts\": 0,\n      \"requires\": null,\n      \"provides\": null,\n      \"reason\": \"\"\n    }\n  ]\n}\n", ""},
+				"      \"pid\": 0,\n      \"uptime_ms\": 0,\n      \"restarts\": 0,\n      \"requires\": null,\n      \"provides\": null,\n      \"reason\": \"\",\n" +
+				"      \"health\": \"\",\n      \"health_checks\": 0,\n      \"health_failures\": 0,\n      \"last_check_ms_ago\": 0,\n      \"health_reason\": \"\"\n    }\n  ]\n}\n", ""},
 		{[]string{"--socket", sock, "--json", "echo"}, 0, "null\n", ""},
 		{[]string{"--socket", sock, "bogus"}, 1, "", "graphctl: Unknown command: bogus\nAvailable commands: status, echo\n"},
 		{[]string{"--socket", sock, "--json", "bogus"}, 1, "", "graphctl: Unknown command: bogus\nAvailable commands: status, echo\n"},

@@ -23,6 +23,7 @@ type message struct {
 	ready     bool
 	status    string
 	hasStatus bool
+	health    string // the last HEALTH= or WATCHDOG= line; "" if none
 }
 
 // listenNotify creates the notify socket: a datagram socket with
@@ -120,7 +121,8 @@ func sender(oob []byte) (int, error) {
 }
 
 // parse reads the KEY=VALUE lines we act on; the others (MAINPID,
-// WATCHDOG, STOPPING, ...) are ignored.
+// STOPPING, ...) are ignored. HEALTH= and WATCHDOG= lines are passed on
+// whole, for package health.
 func parse(data []byte) message {
 	var msg message
 	for line := range strings.SplitSeq(string(data), "\n") {
@@ -130,6 +132,8 @@ func parse(data []byte) message {
 			msg.ready = msg.ready || value == "1"
 		case "STATUS":
 			msg.status, msg.hasStatus = value, true
+		case "HEALTH", "WATCHDOG":
+			msg.health = line
 		}
 	}
 	return msg
@@ -140,7 +144,7 @@ func parse(data []byte) message {
 // session leader). The session is looked up now, while the sender exists.
 func (m *Manager) handle(pid int, data []byte) {
 	msg := parse(data)
-	if !msg.ready && !msg.hasStatus {
+	if !msg.ready && !msg.hasStatus && msg.health == "" {
 		return
 	}
 	msg.pid, msg.sid = pid, -1
@@ -198,6 +202,9 @@ func (m *Manager) claimLocked(w *watch) {
 func (m *Manager) applyLocked(w *watch, msg message) {
 	if msg.hasStatus {
 		m.statusLocked(w, msg.status)
+	}
+	if msg.health != "" {
+		m.healthLocked(w, msg.health)
 	}
 	if msg.ready && w.waiting && !w.gotReady {
 		w.gotReady = true

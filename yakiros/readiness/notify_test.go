@@ -40,6 +40,23 @@ func TestNotifyReadyFromWatchedProcess(t *testing.T) {
 	}
 }
 
+// HEALTH= and WATCHDOG= lines reach the loop whole, as Health events of
+// their own (the last such line of a datagram), next to the Status event.
+func TestNotifyPassesHealthOn(t *testing.T) {
+	m, _, _ := setup(t)
+	pid := notifier(t, m, "READY=1\nHEALTH=ok\nSTATUS=serving\nHEALTH=fail:disk full")
+	m.Watch("api", pid, config.Readiness{Method: config.ReadyNotify, Timeout: time.Minute})
+	_, seen := outcome(t, m, "api")
+	want := []Event{{Name: "api", Pid: pid, Status: "serving"}, {Name: "api", Pid: pid, Health: "HEALTH=fail:disk full"},
+		{Name: "api", Pid: pid, Ready: true}}
+	if !slices.Equal(seen, want) {
+		t.Errorf("events = %+v; want %+v", seen, want)
+	}
+	if got := parse([]byte("WATCHDOG=1\nMAINPID=5")); got.health != "WATCHDOG=1" || got.ready || got.hasStatus {
+		t.Errorf("parse(WATCHDOG=1) = %+v; want the line passed on as health", got)
+	}
+}
+
 func TestNotifyReadyFromSessionMember(t *testing.T) {
 	m, _, _ := setup(t)
 	self, err := os.Executable()

@@ -53,15 +53,19 @@ import (
 // ErrTimeout is wrapped by the error of a watch whose Timeout passed.
 var ErrTimeout = errors.New("readiness timeout")
 
-// Event is news of one watch. Exactly one of Ready, Err and Status is set:
-// Ready and Err end the waiting; Status (from a notify service) may come at
-// any time while the watch exists.
+// Event is news of one watch. At most one of Ready, Err and Health is set:
+// Ready and Err end the waiting; Health (from a notify service) may come at
+// any time while the watch exists, and so may a Status event, which has
+// none of the three set.
 type Event struct {
 	Name   string
 	Pid    int // the pid given to Watch
 	Ready  bool
 	Err    error // errors.Is(Err, ErrTimeout) after the deadline
 	Status string
+	// Health is the latest HEALTH= or WATCHDOG= line of a message, whole
+	// ("HEALTH=fail:disk full"); package health gives it its meaning.
+	Health string
 }
 
 // Options configure a Manager.
@@ -298,12 +302,24 @@ func (m *Manager) queueLocked(ev Event) {
 // instead, so a chatty service cannot grow the queue.
 func (m *Manager) statusLocked(w *watch, status string) {
 	for i, ev := range m.queue {
-		if ev.Name == w.name && !ev.Ready && ev.Err == nil {
+		if ev.Name == w.name && !ev.Ready && ev.Err == nil && ev.Health == "" {
 			m.queue[i].Status = status
 			return
 		}
 	}
 	m.queueLocked(Event{Name: w.name, Pid: w.pid, Status: status})
+}
+
+// healthLocked queues a Health event; one that is still queued is updated
+// instead: a health check takes only the latest report.
+func (m *Manager) healthLocked(w *watch, line string) {
+	for i, ev := range m.queue {
+		if ev.Name == w.name && ev.Health != "" {
+			m.queue[i].Health = line
+			return
+		}
+	}
+	m.queueLocked(Event{Name: w.name, Pid: w.pid, Health: line})
 }
 
 // run waits for w's outcome and queues it, unless w was cancelled.

@@ -14,7 +14,7 @@ import (
 // unknown command.
 const commands = "status, caps (or capabilities), log <component> [lines], readiness, check-readiness [component], " +
 	"tree <component>, rdeps <capability>, pending, simulate remove <component>, dot, check-cycles, analyze, validate, " +
-	"path <from> <to>, scc, order, resolve, upgrade <component> [--binary PATH] [--timeout D], reload, poweroff, reboot"
+	"path <from> <to>, scc, order, inspect <component>, resolve, upgrade <component> [--binary PATH] [--timeout D], reload, poweroff, reboot"
 
 // handle answers one control call. It runs on the event loop; a command
 // whose answer needs slow work replies from a goroutine of its own.
@@ -42,6 +42,8 @@ func (l *loop) handle(c *control.Call) {
 		noArgs(l.resolveCommand)
 	case "upgrade":
 		l.upgradeCommand(c)
+	case "inspect":
+		c.Reply(l.inspect(req.Args))
 	case "reload":
 		noArgs(func() control.Response {
 			d, err := l.reload("graphctl reload")
@@ -110,7 +112,7 @@ func (l *loop) resolveCommand() control.Response {
 }
 
 var (
-	statusRule = strings.Repeat("─", 56)
+	statusRule = strings.Repeat("─", 76)
 	capsRule   = strings.Repeat("─", 58)
 )
 
@@ -119,7 +121,7 @@ func (l *loop) status() control.Response {
 	var b strings.Builder
 	data := control.StatusData{Components: []control.ComponentStatus{}}
 	var active, degraded, starting, failed int
-	fmt.Fprintf(&b, "%-20s %-10s %-7s %-7s %s\n", "COMPONENT", "STATE", "PID", "UPTIME", "RESTARTS")
+	fmt.Fprintf(&b, "%-20s %-10s %-7s %-7s %-8s %-8s %s\n", "COMPONENT", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST CHECK")
 	b.WriteString(statusRule + "\n")
 	for _, u := range l.units {
 		switch u.state {
@@ -153,8 +155,11 @@ func (l *loop) status() control.Response {
 		} else if u.state == Done {
 			uptime = "-"
 		}
+		fillHealth(&cs, u, now)
+		cs.Isolation = l.isolationStatus(u)
+		health, lastCheck := healthColumns(u, now)
 		data.Components = append(data.Components, cs)
-		fmt.Fprintf(&b, "%-20s %-10s %-7s %-7s %d\n", u.Name, cs.State, pid, uptime, cs.Restarts)
+		fmt.Fprintf(&b, "%-20s %-10s %-7s %-7s %-8d %-8s %s\n", u.Name, cs.State, pid, uptime, cs.Restarts, health, lastCheck)
 	}
 	b.WriteString(statusRule + "\n")
 	fmt.Fprintf(&b, "Summary: %d active, %d degraded, %d starting, %d failed, %d total\n",
@@ -187,10 +192,11 @@ func (l *loop) capabilities() control.Response {
 			up++
 			providers = strings.Join(c.Providers, ", ")
 		}
+		status := l.capStatus(c)
 		data.Capabilities = append(data.Capabilities, control.CapabilityStatus{
-			Name: c.Name, Status: string(c.Status), Providers: nonNil(c.Providers),
+			Name: c.Name, Status: status, Providers: nonNil(c.Providers),
 		})
-		fmt.Fprintf(&b, "%-30s %-7s %s\n", c.Name, c.Status, providers)
+		fmt.Fprintf(&b, "%-30s %-7s %s\n", c.Name, status, providers)
 	}
 	b.WriteString(capsRule + "\n")
 	n := len(data.Capabilities)

@@ -9,6 +9,7 @@ import (
 
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/handoff"
+	"yakimg/yakiros/isolate"
 	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
@@ -41,6 +42,10 @@ type unit struct {
 	killAt    time.Time        // STOPPING: when SIGTERM has had its grace
 	status    string           // the latest STATUS= of a notify service's process
 	ctl       *handoff.Control // fd-passing services: PID 1's end of the upgrade socket
+	health    healthState      // health checks of the latest process (health.go)
+	group     *isolate.Group   // the latest process's cgroup, until it is removed
+	oomBase   int64            // the group's oom_kill when the process started
+	oomKills  int64            // OOM kills the watcher reported, since the first start
 
 	// What happens once a STOPPING process is reaped.
 	then    State             // Inactive, or Failed (with reason)
@@ -81,20 +86,31 @@ func (l *loop) start(u *unit) {
 		}
 		spec.Env = l.ready.Env(u.Readiness)
 	}
+	spec.Env = append(spec.Env, healthEnv(u)...)
 	started, err := l.startWithUpgradeSocket(u, &spec)
 	if err != nil {
 		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
 		l.failed(u, err.Error())
 		return
 	}
+	if isolate.Wanted(u.Component) {
+		if err := l.isolateSpec(u, &spec); err != nil {
+			started(false)
+			l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
+			l.failed(u, err.Error())
+			return
+		}
+	}
 	pid, err := l.spawn(spec)
 	started(err == nil)
 	if err != nil {
+		l.releaseGroup(u)
 		l.log.Errorf("component '%s' failed to start: %v", u.Name, err)
 		l.failed(u, err.Error())
 		return
 	}
 	u.pid, u.alive, u.since, u.reason, u.status = pid, true, now, "", ""
+	u.health = healthState{}
 	l.byPid[pid] = u
 	l.log.Infof("starting component '%s' (pid %d)", u.Name, pid)
 	l.running(u)
@@ -123,6 +139,7 @@ func (l *loop) activate(u *unit) {
 	u.state = Active
 	l.log.Infof("component '%s' is active (pid %d)", u.Name, u.pid)
 	l.provide(u)
+	l.watchHealth(u)
 }
 
 // onReadiness applies news from the readiness manager if it is about u's
@@ -135,8 +152,12 @@ func (l *loop) onReadiness(ev readiness.Event) {
 		return
 	}
 	switch {
+	case ev.Health != "":
+		l.healthReport(u, ev.Health)
 	case !ev.Ready && ev.Err == nil: // a STATUS= line, possibly empty
 		u.status = ev.Status
+	case l.upgrades[u.Name] != nil && l.upgrades[u.Name].awaitingReady:
+		l.upgradeReady(l.upgrades[u.Name], ev)
 	case u.state != ReadyWait:
 	case ev.Ready:
 		l.log.Infof("component '%s' is ready (waited %v)", u.Name, time.Since(u.since).Round(time.Millisecond))
@@ -158,15 +179,22 @@ func (l *loop) exited(e supervise.Exit) {
 		if l.exitedOutsideUnits(e) {
 			return
 		}
-		if l.ready == nil || !l.ready.Exited(e) {
+		if !l.checkExited(e) && (l.ready == nil || !l.ready.Exited(e)) {
 			l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
 		}
 		return
 	}
 	delete(l.byPid, e.Pid)
 	l.cancelReadiness(u)
+	l.cancelHealth(u)
 	u.closeUpgradeSocket()
 	u.alive, u.killAt = false, time.Time{}
+	reason := e.String()
+	if n := l.releaseGroup(u); n > 0 {
+		reason = oomReason(u, n, e)
+	} else if u.Isolation.Namespaces != nil && e.Status.Exited() && e.Status.ExitStatus() == isolate.HelperFailed {
+		reason += " (isolation setup failed; see its log)"
+	}
 	switch {
 	case u.state == Stopping:
 		l.log.Infof("component '%s' stopped (%v)", u.Name, e)
@@ -185,8 +213,8 @@ func (l *loop) exited(e supervise.Exit) {
 		l.log.Infof("oneshot '%s' completed", u.Name)
 		l.provide(u)
 	default:
-		l.log.Errorf("component '%s' %v", u.Name, e)
-		l.failed(u, e.String())
+		l.log.Errorf("component '%s' %s", u.Name, reason)
+		l.failed(u, reason)
 	}
 }
 
@@ -237,6 +265,7 @@ func (l *loop) resetRestarts(u *unit) {
 func (l *loop) stop(u *unit, why string, then State) {
 	l.withdraw(u)
 	l.cancelReadiness(u)
+	l.cancelHealth(u)
 	u.state, u.reason, u.then = Stopping, why, then
 	u.killAt = time.Now().Add(stopGrace)
 	l.log.Infof("stopping component '%s' (pid %d): %s", u.Name, u.pid, why)

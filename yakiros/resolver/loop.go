@@ -13,6 +13,8 @@ import (
 	"yakimg/yakiros/capability"
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
+	"yakimg/yakiros/health"
+	"yakimg/yakiros/isolate"
 	"yakimg/yakiros/machine"
 	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
@@ -42,6 +44,8 @@ type loop struct {
 	// a unit with a readiness method fails to start, saying why).
 	ready    *readiness.Manager
 	readyErr error // why ready is nil
+	// checks runs the health checks (nil: none run).
+	checks *health.Manager
 	// spawn starts a unit's process: supervise.Start, faked in benchmarks.
 	spawn func(supervise.Spec) (int, error)
 
@@ -63,6 +67,9 @@ type loop struct {
 	candidates  map[int]*upgrade
 	retiring    map[int]retiree
 	handoffNews chan handoffOutcome
+
+	// iso is the cgroup hierarchy and namespace helper (isolation.go).
+	iso isolation
 
 	// dirChanged is signalled by the config directory's watcher.
 	dirChanged chan struct{}
@@ -93,6 +100,7 @@ func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, rea
 		candidates:  map[int]*upgrade{},
 		retiring:    map[int]retiree{},
 		handoffNews: make(chan handoffOutcome),
+		iso:         isolation{top: isolate.DefaultMount},
 	}
 	l.spawn = func(spec supervise.Spec) (int, error) { return supervise.Start(spec, l.logs) }
 	kernel := &unit{
@@ -131,11 +139,19 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 	if l.ready != nil {
 		readyNews = l.ready.Pending()
 	}
+	var healthNews <-chan struct{}
+	if l.checks != nil {
+		healthNews = l.checks.Pending()
+	}
 	l.log.Infof("performing initial graph resolution")
 	l.resolve()
 	l.log.Infof("entering main event loop")
 	for !l.finished() {
 		l.arm(timer)
+		var groupNews <-chan struct{} // nil until an isolated component starts
+		if l.iso.watcher != nil {
+			groupNews = l.iso.watcher.Pending()
+		}
 		select {
 		case sig := <-sigs:
 			switch sig {
@@ -152,6 +168,12 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			for _, ev := range l.ready.Take() {
 				l.onReadiness(ev)
 			}
+		case <-healthNews:
+			for _, r := range l.checks.Take() {
+				l.onHealth(r)
+			}
+		case <-groupNews:
+			l.onGroupEvents(l.iso.watcher.Take())
 		case o := <-l.handoffNews:
 			l.onHandoff(o)
 		case <-l.dirChanged:
@@ -165,7 +187,7 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			l.beginShutdown(machine.PowerOff, "context cancelled")
 		}
 		l.resolve()
-		l.checkRestarts(time.Now())
+		l.checkUpgrades(time.Now())
 	}
 	return l.halt.action
 }

@@ -9,8 +9,10 @@
 //
 // One event loop (loop.go) owns all state; signals, control requests, the
 // config directory's watcher, the readiness manager (package readiness,
-// which also keeps the readiness deadlines) and timers reach it as events,
-// and a resolution pass follows every one. lifecycle.go is a component's
+// which also keeps the readiness deadlines), the health manager (package
+// health; health.go counts its results into DEGRADED, recovery and
+// restarts) and timers reach it as events, and a resolution pass follows
+// every one. lifecycle.go is a component's
 // life: start, readiness, exit, stop (SIGTERM, then SIGKILL after
 // stopGrace) and the restart policy. graphcmd.go finds the dependency
 // cycles after every load and reload (their members stay in CYCLE, never
@@ -38,6 +40,8 @@ import (
 
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
+	"yakimg/yakiros/health"
+	"yakimg/yakiros/isolate"
 	"yakimg/yakiros/machine"
 	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
@@ -59,6 +63,12 @@ A service with a readiness method (file, command, notify, signal) provides
 its capabilities only once ready; one not ready within readiness_timeout
 fails. Components in a dependency cycle stay in state CYCLE, never
 started; the rest of the graph comes up.
+
+A service with a health check (health_check, health_file or health =
+"notify") is checked every health_interval while it runs: it is DEGRADED
+after health_fail_threshold consecutive failures (its capabilities stay up),
+ACTIVE again after one pass, and stopped, FAILED and restarted after
+health_restart_threshold consecutive failures.
 
 Options:
   --config-dir DIR        component declarations (default /etc/graph.d)
@@ -161,6 +171,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}()
 	}
 	l := newLoop(log, pid1, *configDir, logs, ready, readyErr, comps, errs)
+	if pid1 {
+		if err := isolate.Mount(isolate.DefaultMount); err != nil {
+			log.Warnf("%v; components with [resources] or [isolation] cannot start", err)
+		}
+	}
+	defer l.closeIsolation()
+	l.checks = health.NewManager(health.Options{Output: logs.Pipe})
+	defer l.checks.Close()
 	if w, err := watchDir(*configDir, l.dirChanged); err != nil {
 		log.Warnf("%v; reload with SIGHUP or graphctl reload", err)
 	} else {

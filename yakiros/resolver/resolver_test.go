@@ -321,21 +321,22 @@ func TestEndToEnd(t *testing.T) {
 	if code != 0 || errOut != "" {
 		t.Fatalf("graphctl status = %d, stderr %q", code, errOut)
 	}
-	rule := strings.Repeat("─", 56)
+	rule := strings.Repeat("─", 76)
 	// Rows of running components: pid and uptime vary, widths do not.
+	// None has a health check: HEALTH and LAST CHECK are "-".
 	row := func(name, state string) string {
-		return fmt.Sprintf(`%-20s %-10s \d[\d ]{6} \d[\ds ]{6} 0`, name, state)
+		return fmt.Sprintf(`%-20s %-10s \d[\d ]{6} \d[\ds ]{6} 0        -        -`, name, state)
 	}
 	wantStatus := "^" + strings.Join([]string{
-		"COMPONENT            STATE      PID     UPTIME  RESTARTS",
+		"COMPONENT            STATE      PID     UPTIME  RESTARTS HEALTH   LAST CHECK",
 		rule,
-		`kernel               ACTIVE     -       0s      0`,
-		`prepare              DONE       -       -       0`,
+		`kernel               ACTIVE     -       0s      0        -        -`,
+		`prepare              DONE       -       -       0        -        -`,
 		row("echo", "ACTIVE"),
 		row("flaky", "ACTIVE"),
 		row("dependent", "ACTIVE"),
-		`broken               FAILED     -       0s      0`,
-		`waiting              INACTIVE   -       0s      0`,
+		`broken               FAILED     -       0s      0        -        -`,
+		`waiting              INACTIVE   -       0s      0        -        -`,
 		rule,
 		"Summary: 5 active, 0 degraded, 0 starting, 1 failed, 7 total",
 	}, "\n") + "\n$"

@@ -14,6 +14,7 @@ import (
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
 	"yakimg/yakiros/handoff"
+	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
 
@@ -44,8 +45,12 @@ type upgrade struct {
 	// fd passing
 	attempt time.Time        // when the current attempt began
 	newCtl  *handoff.Control // the new instance's upgrade socket
-	newExit *supervise.Exit  // the new instance died before the outcome
-	handoff *handoff.Upgrade // nil once Wait has been started
+	newExit *supervise.Exit  // the new instance ended, by itself or killed
+	killed  bool             // PID 1 killed the new instance
+	failure *handoffFailure  // the attempt failed; waiting for the new instance's exit
+	// awaitingReady: the new instance took over and its readiness is being
+	// confirmed (its component has a readiness method).
+	awaitingReady bool
 	// restart: the unit counts as upgraded once it is ACTIVE again with a
 	// process other than OldPid, or as failed once it is FAILED or the
 	// deadline passes.
@@ -175,6 +180,7 @@ func (l *loop) handOver(up *upgrade) {
 	if u.waitsForReadiness() && l.ready != nil {
 		spec.Env = append(spec.Env, l.ready.Env(u.Readiness)...)
 	}
+	spec.Env = append(spec.Env, healthEnv(u)...)
 	pid, err := l.spawn(spec)
 	sock.Close()
 	if err != nil {
@@ -204,23 +210,19 @@ func (l *loop) onHandoff(o handoffOutcome) {
 	}
 	if o.err != nil {
 		up.newCtl.Close()
-		if up.newExit == nil {
-			supervise.Signal(newPid, syscall.SIGKILL) // exited() forgets it
-		}
-		up.data.NewPid = 0
-		detail := o.err.Error()
 		var failed *handoff.FailedError
-		if !errors.As(o.err, &failed) && errors.Is(o.err, handoff.ErrTimeout) && up.newExit == nil {
-			// The old instance never answered: it does not speak the
-			// protocol. Running the new code still needs a restart.
-			up.record("fd-passing", "failed", detail, 0, 0)
-			l.restartFor(up)
+		// The old instance never answered: it does not speak the protocol,
+		// and running the new code still needs a restart.
+		restart := !errors.As(o.err, &failed) && errors.Is(o.err, handoff.ErrTimeout) && up.newExit == nil
+		up.failure = &handoffFailure{detail: o.err.Error(), restart: restart}
+		if up.newExit == nil {
+			// Answer once it is reaped, so that the reply can say how a
+			// new instance that died by itself ended.
+			up.killed = true
+			supervise.Signal(newPid, syscall.SIGKILL)
 			return
 		}
-		if up.newExit != nil {
-			detail = fmt.Sprintf("%s; the new instance %v", detail, *up.newExit)
-		}
-		l.finishUpgrade(up, "fd-passing", detail)
+		l.failHandoff(up)
 		return
 	}
 	delete(l.candidates, newPid)
@@ -233,10 +235,62 @@ func (l *loop) onHandoff(o handoffOutcome) {
 	u.starts++
 	u.Binary = up.binary
 	l.byPid[newPid] = u
+	l.rewatchHealth(u)
 	up.record("fd-passing", "ok", fmt.Sprintf("pid %d handed %d descriptors and %d bytes of state to pid %d", old, o.result.FDs, o.result.StateBytes, newPid),
 		o.result.FDs, o.result.StateBytes)
 	l.log.Infof("component '%s' upgraded by fd passing: pid %d → %d in %v", u.Name, old, newPid, o.result.Duration.Round(time.Millisecond))
-	l.finishUpgrade(up, "", "")
+	if !u.waitsForReadiness() || l.ready == nil {
+		l.finishUpgrade(up, "", "")
+		return
+	}
+	// The capability stays provided; the new instance's own report of
+	// readiness (or its absence) ends the upgrade.
+	cfg := u.Readiness
+	cfg.Timeout = u.readinessTimeout()
+	l.ready.Watch(u.Name, newPid, cfg)
+	up.awaitingReady = true
+}
+
+// upgradeReady ends an fd-passing upgrade once the new instance has
+// reported ready, or failed to. It serves on the adopted sockets already,
+// and the old one has let go, so a failure here is the component's: it is
+// stopped and restarted by its policy.
+func (l *loop) upgradeReady(up *upgrade, ev readiness.Event) {
+	u := up.u
+	up.awaitingReady = false
+	if ev.Ready {
+		l.log.Infof("component '%s': new instance pid %d is ready", u.Name, u.pid)
+		l.finishUpgrade(up, "", "")
+		return
+	}
+	why := fmt.Sprintf("the new instance pid %d took over but its readiness failed: %v", u.pid, ev.Err)
+	l.stop(u, why, Failed)
+	l.finishUpgrade(up, "readiness", why)
+}
+
+// handoffFailure is a failed fd-passing attempt waiting for its new
+// instance to be reaped.
+type handoffFailure struct {
+	detail  string
+	restart bool // fall back to a restart
+}
+
+// failHandoff ends a failed fd-passing attempt once the new instance is
+// gone: by a restart when the old instance never answered, else by
+// replying that the old instance keeps serving.
+func (l *loop) failHandoff(up *upgrade) {
+	f := up.failure
+	up.failure, up.data.NewPid = nil, 0
+	if f.restart {
+		up.record("fd-passing", "failed", f.detail, 0, 0)
+		l.restartFor(up)
+		return
+	}
+	detail := f.detail
+	if e := up.newExit; e != nil && !(up.killed && e.Status.Signaled() && e.Status.Signal() == syscall.SIGKILL) {
+		detail = fmt.Sprintf("%s; the new instance %v", detail, *e)
+	}
+	l.finishUpgrade(up, "fd-passing", detail)
 }
 
 // restartFor upgrades by stopping the old instance and starting the new
@@ -251,14 +305,20 @@ func (l *loop) restartFor(up *upgrade) {
 	l.stop(u, "upgrade to "+up.binary, Inactive)
 }
 
-// checkRestarts ends every restart-method upgrade whose unit is running
-// again, has failed or ran out of time.
-func (l *loop) checkRestarts(now time.Time) {
+// checkUpgrades ends every upgrade whose new instance died while its
+// readiness was being confirmed, and every restart-method upgrade whose
+// unit is running again, has failed or ran out of time.
+func (l *loop) checkUpgrades(now time.Time) {
 	for _, up := range l.upgrades {
+		u := up.u
+		if up.awaitingReady && (!u.alive || u.pid != up.data.NewPid) {
+			up.awaitingReady = false
+			l.finishUpgrade(up, "readiness", fmt.Sprintf("the new instance pid %d took over, then ended before it was ready (%s)", up.data.NewPid, u.reason))
+			continue
+		}
 		if up.restartBy.IsZero() {
 			continue
 		}
-		u := up.u
 		switch {
 		case u.alive && u.pid != up.data.OldPid && (u.state == Active || u.state == Degraded):
 			up.data.NewPid = u.pid
@@ -313,10 +373,11 @@ type retiree struct {
 func (l *loop) exitedOutsideUnits(e supervise.Exit) bool {
 	if up, ok := l.candidates[e.Pid]; ok {
 		delete(l.candidates, e.Pid)
-		if up.data.NewPid == e.Pid { // still taking over: the outcome will say
-			up.newExit = &e
-		}
+		up.newExit = &e
 		l.log.Infof("component '%s': new instance pid %d %v", up.u.Name, e.Pid, e)
+		if up.failure != nil { // the outcome came first and waits for this
+			l.failHandoff(up)
+		}
 		return true
 	}
 	if r, ok := l.retiring[e.Pid]; ok {

@@ -17,10 +17,23 @@ type Spec struct {
 	Name   string
 	Binary string   // absolute path; no PATH lookup
 	Args   []string // argv[1:]
+	Argv0  string   // argv[0]; "" for Binary
 	Env    []string // KEY=VALUE added to the base environment (see Start)
 	// ExtraFiles become the child's descriptors 3, 4, ... (a handoff's
 	// upgrade socket and channel). The caller keeps and closes its copies.
 	ExtraFiles []*os.File
+	// Isolation, if not nil, is applied by the clone itself (package
+	// isolate prepares it): the process never runs outside it.
+	Isolation *Isolation
+}
+
+// Isolation is what the clone of an isolated component does.
+type Isolation struct {
+	CgroupFD   int     // a cgroup v2 directory to clone into; -1 for PID 1's own
+	Cloneflags uintptr // CLONE_NEW* flags of the namespaces to create
+	// With CLONE_NEWUSER: the uid_map and gid_map PID 1 writes before
+	// the child goes on.
+	UIDMap, GIDMap []syscall.SysProcIDMap
 }
 
 // defaultPath is the children's PATH when PID 1 has none (the kernel gives
@@ -78,19 +91,35 @@ func forkExec(spec Spec) (int, *os.File, error) {
 		return 0, nil, fmt.Errorf("start %s: output pipe: %w", spec.Name, err)
 	}
 	defer w.Close()
-	argv := append([]string{spec.Binary}, spec.Args...)
+	argv0 := spec.Binary
+	if spec.Argv0 != "" {
+		argv0 = spec.Argv0
+	}
+	argv := append([]string{argv0}, spec.Args...)
 	files := []uintptr{null.Fd(), w.Fd(), w.Fd()}
 	for _, f := range spec.ExtraFiles {
 		files = append(files, f.Fd())
+	}
+	sys := &syscall.SysProcAttr{Setsid: true}
+	if iso := spec.Isolation; iso != nil {
+		sys.UseCgroupFD, sys.CgroupFD = iso.CgroupFD >= 0, iso.CgroupFD
+		sys.Cloneflags = iso.Cloneflags
+		sys.UidMappings, sys.GidMappings = iso.UIDMap, iso.GIDMap
 	}
 	pid, err := syscall.ForkExec(spec.Binary, argv, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   environment(spec.Env),
 		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Sys:   sys,
 	})
 	if err != nil {
 		r.Close()
+		if spec.Isolation != nil {
+			// The clone itself may be what failed: a namespace or
+			// cgroup the kernel refused.
+			return 0, nil, fmt.Errorf("clone into namespaces (flags %#x) and cgroup, exec %s: %w",
+				spec.Isolation.Cloneflags, spec.Binary, err)
+		}
 		return 0, nil, fmt.Errorf("exec %s: %w", spec.Binary, err)
 	}
 	return pid, r, nil

@@ -1,11 +1,14 @@
 // Package testbin is what the test services' own tests share: build the
-// real program, run it on a free loopback port, and dial it once it listens.
+// real program, run it on a free loopback port, and dial it once it listens;
+// or run it as graph-resolver runs a component with handoff = "fd-passing"
+// and upgrade it (Instance), with a notify socket to see it get ready.
 package testbin
 
 import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,13 +19,26 @@ import (
 // test) and returns the binary's path.
 func Build(t testing.TB) string {
 	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+	return BuildPkg(t, ".")
+}
+
+// BuildPkg compiles pkg (an import path, or a directory relative to the
+// current one) with the extra go build flags, e.g.
+// "-ldflags=-X main.buildVersion=v2", and returns the binary's path.
+func BuildPkg(t testing.TB, pkg string, flags ...string) string {
+	t.Helper()
+	name := path.Base(pkg)
+	if pkg == "." {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		name = filepath.Base(wd)
 	}
-	bin := filepath.Join(t.TempDir(), filepath.Base(wd))
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), name)
+	args := append(append([]string{"build", "-o", bin}, flags...), pkg)
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin
 }
@@ -41,10 +57,10 @@ func FreeAddr(t testing.TB) string {
 // Start runs bin with "--listen ADDR" and args on a free address, with env
 // added to this process's environment; its output is collected in out. The
 // process is killed when the test ends.
-func Start(t testing.TB, bin string, env []string, args ...string) (addr string, cmd *exec.Cmd, out *strings.Builder) {
+func Start(t testing.TB, bin string, env []string, args ...string) (addr string, cmd *exec.Cmd, out *Output) {
 	t.Helper()
 	addr = FreeAddr(t)
-	out = &strings.Builder{}
+	out = &Output{}
 	cmd = exec.Command(bin, append([]string{"--listen", addr}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -1,0 +1,403 @@
+package suites
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// hotSwap proves zero-downtime upgrades: clients that never stop talking
+// see no reset, no lost or repeated message and the replies switch to the
+// new instance, while the capability stays up; broken new binaries leave
+// the old instance serving.
+var hotSwap = Suite{
+	Name: "hot-swap",
+	Cases: []Case{
+		{Name: "echo-upgrades-under-load", Timeout: 150 * time.Second, Run: echoUpgradesUnderLoad},
+		{Name: "web-keepalive-survives-upgrades", Timeout: 60 * time.Second, Run: webKeepAliveSurvives},
+		{Name: "file-read-survives-upgrade", Timeout: 60 * time.Second, Run: fileReadSurvivesUpgrade},
+		{Name: "crashing-binary-keeps-old", Timeout: 40 * time.Second, Run: func(t *T) { brokenUpgradeKeepsOld(t, crashOnStart, "exited with status") }},
+		{Name: "never-ready-binary-keeps-old", Timeout: 40 * time.Second, Run: func(t *T) { brokenUpgradeKeepsOld(t, neverReady, "keeps serving") }},
+	},
+}
+
+const (
+	echoCapability = "test.echo"
+	fileServer     = "test-file-server"
+	fileAddr       = "127.0.0.1:7090"
+	bigFile        = "big.bin"
+	crashOnStart   = "/usr/local/bin/test-crash-on-start"
+	neverReady     = "/usr/local/bin/test-never-ready"
+
+	hotSwapClients  = 64
+	hotSwapUpgrades = 10
+)
+
+// upgradeResult is what `graphctl --json upgrade` answers.
+type upgradeResult struct {
+	OldPid     int     `json:"old_pid"`
+	NewPid     int     `json:"new_pid"`
+	DurationMS float64 `json:"duration_ms"`
+	Attempts   []struct {
+		Method     string  `json:"method"`
+		Outcome    string  `json:"outcome"`
+		Detail     string  `json:"detail"`
+		FDs        int     `json:"fds"`
+		DurationMS float64 `json:"duration_ms"`
+	} `json:"attempts"`
+}
+
+// upgrade runs `graphctl --json upgrade` and decodes the answer, failed or
+// not; err is graphctl's failure.
+func (t *T) upgrade(args ...string) (upgradeResult, string, error) {
+	var r upgradeResult
+	out, stderr, err := t.graphctl(append([]string{"--json", "upgrade"}, args...)...)
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("%v", err) // graphctl did not run at all
+	}
+	if strings.TrimSpace(out) != "" {
+		if jerr := json.Unmarshal([]byte(out), &r); jerr != nil {
+			t.Fatalf("graphctl --json upgrade %s: %v in %q", strings.Join(args, " "), jerr, out)
+		}
+	}
+	return r, strings.TrimSpace(stderr), err
+}
+
+// echoClient talks to the echo service without pause: numbered lines, each
+// reply checked to be that line, in order, with a version.
+type echoClient struct {
+	versions []string // in the order first seen
+	replies  int
+	err      error
+}
+
+func (c *echoClient) run(ctx context.Context, id int, stop <-chan struct{}) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", echoAddr)
+	if err != nil {
+		c.err = err
+		return
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			c.err = ctx.Err()
+			return
+		default:
+		}
+		line := fmt.Sprintf("hot-swap-%d-%d", id, n)
+		conn.SetDeadline(time.Now().Add(15 * time.Second))
+		if _, err := conn.Write([]byte(line + "\n")); err != nil {
+			c.err = fmt.Errorf("client %d: send line %d: %w", id, n, err)
+			return
+		}
+		reply, err := r.ReadString('\n')
+		if err != nil {
+			c.err = fmt.Errorf("client %d: reply to line %d: %w (got %q)", id, n, err, reply)
+			return
+		}
+		version, echoed, ok := strings.Cut(strings.TrimSuffix(reply, "\n"), " ")
+		if !ok || echoed != line {
+			c.err = fmt.Errorf("client %d: sent %q, got %q: a message was lost, repeated or reordered", id, line, reply)
+			return
+		}
+		c.replies++
+		if len(c.versions) == 0 || c.versions[len(c.versions)-1] != version {
+			c.versions = append(c.versions, version)
+		}
+	}
+}
+
+// capWatch polls `graphctl --json caps` until stopped and remembers every
+// time the capability was not UP.
+type capWatch struct {
+	mu     sync.Mutex
+	polls  int
+	downs  []string
+	failed []string
+}
+
+func (w *capWatch) run(t *T, capability string, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		out, _, err := t.graphctl("--json", "caps")
+		var data struct {
+			Capabilities []struct{ Name, Status string } `json:"capabilities"`
+		}
+		status := "missing"
+		if err == nil && json.Unmarshal([]byte(out), &data) == nil {
+			for _, c := range data.Capabilities {
+				if c.Name == capability {
+					status = c.Status
+				}
+			}
+		}
+		w.mu.Lock()
+		w.polls++
+		if err != nil {
+			w.failed = append(w.failed, err.Error())
+		} else if status != "UP" {
+			w.downs = append(w.downs, status)
+		}
+		w.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func echoUpgradesUnderLoad(t *T) {
+	waitState(t, echoServer, "ACTIVE", activeWithin)
+	stop := make(chan struct{})
+	clients := make([]*echoClient, hotSwapClients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		clients[i] = &echoClient{}
+		wg.Add(1)
+		go func() { defer wg.Done(); clients[i].run(t.ctx, i, stop) }()
+	}
+	watch := &capWatch{}
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); watch.run(t, echoCapability, stop) }()
+	stopAll := func() {
+		close(stop)
+		wg.Wait()
+		<-watchDone
+	}
+	time.Sleep(300 * time.Millisecond) // every client talks to the first instance
+
+	var total float64
+	var fds []int
+	var handoffMS, totalMS []string
+	for i := 1; i <= hotSwapUpgrades; i++ {
+		r, stderr, err := t.upgrade(echoServer, "--timeout", "10s")
+		if err != nil || len(r.Attempts) == 0 || r.Attempts[0].Method != "fd-passing" || r.Attempts[0].Outcome != "ok" {
+			stopAll()
+			t.Fatalf("upgrade %d of %d: %v %s; attempts %+v", i, hotSwapUpgrades, err, stderr, r.Attempts)
+		}
+		total += r.DurationMS
+		fds = append(fds, r.Attempts[0].FDs)
+		handoffMS = append(handoffMS, fmt.Sprintf("%.0f", r.Attempts[0].DurationMS))
+		totalMS = append(totalMS, fmt.Sprintf("%.0f", r.DurationMS))
+		time.Sleep(150 * time.Millisecond) // replies from the new instance
+	}
+	stopAll()
+
+	replies := 0
+	for i, c := range clients {
+		if c.err != nil {
+			t.Fatalf("client %d of %d: %v", i, len(clients), c.err)
+		}
+		// Every client must have seen new code answer after each upgrade
+		// it lived through; all of them lived through all of them.
+		if len(c.versions) != hotSwapUpgrades+1 {
+			t.Fatalf("client %d saw versions %q; want %d in order, one per instance", i, c.versions, hotSwapUpgrades+1)
+		}
+		replies += c.replies
+	}
+	if len(watch.downs) > 0 || len(watch.failed) > 0 {
+		t.Fatalf("%s was not UP in %d of %d polls (%q) and caps failed %d times (%q)", echoCapability, len(watch.downs), watch.polls, watch.downs, len(watch.failed), firstOf(watch.failed))
+	}
+	avg := total / hotSwapUpgrades
+	t.Metric("hot_swap_avg_ms", avg)
+	t.Logf("%d clients, %d upgrades, %d replies, 0 errors; %s UP in all %d polls; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
+		len(clients), hotSwapUpgrades, replies, echoCapability, watch.polls, fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// webKeepAliveSurvives keeps HTTP/1.1 connections busy with GET / while
+// the web server is upgraded: every request on the same connection must
+// succeed, and the version answered must change with each upgrade.
+func webKeepAliveSurvives(t *T) {
+	waitState(t, webServer, "ACTIVE", activeWithin)
+	const conns, upgrades = 4, 3
+	stop := make(chan struct{})
+	type result struct {
+		versions []string
+		requests int
+		err      error
+	}
+	results := make([]result, conns)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[i]
+			conn, err := (&net.Dialer{}).DialContext(t.ctx, "tcp", webAddr)
+			if err != nil {
+				res.err = err
+				return
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				conn.SetDeadline(time.Now().Add(15 * time.Second))
+				req, _ := http.NewRequest(http.MethodGet, "http://"+webAddr+"/", nil)
+				if err := req.Write(conn); err != nil {
+					res.err = fmt.Errorf("connection %d, request %d: %w", i, res.requests, err)
+					return
+				}
+				resp, err := http.ReadResponse(r, req)
+				if err != nil {
+					res.err = fmt.Errorf("connection %d, request %d: %w", i, res.requests, err)
+					return
+				}
+				body, err := readBody(resp)
+				if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+					res.err = fmt.Errorf("connection %d, request %d: %s %q (close %v), %v", i, res.requests, resp.Status, body, resp.Close, err)
+					return
+				}
+				res.requests++
+				v := strings.TrimSpace(body)
+				if len(res.versions) == 0 || res.versions[len(res.versions)-1] != v {
+					res.versions = append(res.versions, v)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i := 1; i <= upgrades; i++ {
+		r, stderr, err := t.upgrade(webServer, "--timeout", "10s")
+		if err != nil || len(r.Attempts) == 0 || r.Attempts[0].Outcome != "ok" {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("upgrade %d of %s: %v %s; attempts %+v", i, webServer, err, stderr, r.Attempts)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	for i, res := range results {
+		if res.err != nil {
+			t.Fatalf("%v", res.err)
+		}
+		if len(res.versions) != upgrades+1 {
+			t.Fatalf("connection %d saw versions %q over %d requests; want %d, one per instance", i, res.versions, res.requests, upgrades+1)
+		}
+	}
+	t.Logf("%d keep-alive connections, %d upgrades: every request answered; versions %q", conns, upgrades, results[0].versions)
+}
+
+// fileReadSurvivesUpgrade starts downloading a large file, stops reading
+// halfway so the server is blocked mid-send, upgrades the server, then
+// reads the rest: the bytes must hash to the digest the header announced,
+// and the next request on the same connection is answered by new code.
+func fileReadSurvivesUpgrade(t *T) {
+	waitState(t, fileServer, "ACTIVE", activeWithin)
+	conn, err := (&net.Dialer{}).DialContext(t.ctx, "tcp", fileAddr)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", fileServer, err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(64 << 10) // keep the server blocked mid-file
+	dl, _ := t.ctx.Deadline()
+	conn.SetDeadline(dl)
+	r := bufio.NewReaderSize(conn, 64<<10)
+	get := func() (version string, size int64, sum string) {
+		if _, err := fmt.Fprintf(conn, "GET %s\n", bigFile); err != nil {
+			t.Fatalf("request %s: %v", bigFile, err)
+		}
+		header, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("header for %s: %v (%q)", bigFile, err, header)
+		}
+		var ok string
+		if n, _ := fmt.Sscanf(header, "%s %s %d %s", &version, &ok, &size, &sum); n != 4 || ok != "OK" || size <= 0 {
+			t.Fatalf("header %q; want \"<version> OK <size> <sha256>\"", header)
+		}
+		return version, size, sum
+	}
+	before, size, want := get()
+	h := sha256.New()
+	half := size / 2
+	if _, err := io.CopyN(h, r, half); err != nil {
+		t.Fatalf("first half of %s: %v", bigFile, err)
+	}
+	res, stderr, err := t.upgrade(fileServer, "--timeout", "10s")
+	if err != nil || len(res.Attempts) == 0 || res.Attempts[0].Outcome != "ok" {
+		t.Fatalf("upgrade of %s mid-download: %v %s; attempts %+v", fileServer, err, stderr, res.Attempts)
+	}
+	if _, err := io.CopyN(h, r, size-half); err != nil {
+		t.Fatalf("second half of %s after the upgrade: %v", bigFile, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		t.Fatalf("%s read across the upgrade has sha256 %s; the server announced %s", bigFile, got, want)
+	}
+	after, _, _ := get()
+	if after == before {
+		t.Fatalf("the request after the upgrade was answered by %s, as before it; want the new instance", after)
+	}
+	// Drain the second download so the server is not left blocked.
+	io.CopyN(io.Discard, r, size)
+	t.Logf("%d bytes read across the upgrade (pid %d → %d, %d descriptors) match sha256 %.12s; next request answered by %s (was %s)",
+		size, res.OldPid, res.NewPid, res.Attempts[0].FDs, want, after, before)
+}
+
+func readBody(resp *http.Response) (string, error) {
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, err := bufio.NewReader(resp.Body).WriteTo(&b)
+	return b.String(), err
+}
+
+// brokenUpgradeKeepsOld asks for an upgrade to a binary that cannot take
+// over and checks that it fails saying why, and that the old instance
+// still runs, still answers and still provides the capability.
+func brokenUpgradeKeepsOld(t *T, binary, want string) {
+	before := waitState(t, echoServer, "ACTIVE", activeWithin)
+	old, _ := findComponent(before, echoServer)
+	r, stderr, err := t.upgrade(echoServer, "--binary", binary, "--timeout", "3s")
+	if err == nil {
+		t.Fatalf("upgrade to %s succeeded (%+v); want it refused", binary, r)
+	}
+	if !strings.Contains(stderr, want) || !strings.Contains(stderr, "keeps serving") {
+		t.Fatalf("upgrade to %s failed with %q; want it to say %q and that the old instance keeps serving", binary, stderr, want)
+	}
+	after, _ := pollStatus(t, func([]component) string { return "" })
+	now, _ := findComponent(after, echoServer)
+	if now.State != "ACTIVE" || now.PID != old.PID {
+		t.Fatalf("after the failed upgrade %s is %s as pid %d; want ACTIVE, still pid %d", echoServer, now.State, now.PID, old.PID)
+	}
+	if _, err := echoRoundTrip(t.ctx, echoAddr); err != nil {
+		t.Fatalf("the old instance does not answer after the failed upgrade: %v", err)
+	}
+	out, _, err := t.graphctl("caps")
+	if err != nil || !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool {
+		f := strings.Fields(l)
+		return len(f) >= 2 && f[0] == echoCapability && f[1] == "UP"
+	}) {
+		t.Fatalf("%s is not UP after the failed upgrade: %v\n%s", echoCapability, err, out)
+	}
+	t.Logf("refused: %s", stderr)
+}
