@@ -244,7 +244,7 @@ func TestBootSuites(t *testing.T) {
 		requireOrSkip(t, "no image in "+img+": "+err.Error())
 	}
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	code, stdout, stderr := run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "5m", "--json", jsonPath)
+	code, stdout, stderr := run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "10m", "--json", jsonPath)
 	t.Logf("summary:\n%s\nprogress:\n%s", stdout, stderr)
 	if code != vm.ExitPass {
 		t.Fatalf("yakimg boot exited %d; want 0", code)
