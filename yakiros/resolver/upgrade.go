@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -75,7 +76,7 @@ func (l *loop) upgradeCommand(c *control.Call) {
 	l.log.Infof("upgrading component '%s' (pid %d) to %s", up.u.Name, up.u.pid, up.binary)
 	switch {
 	case up.u.Handoff != config.HandoffFDPassing:
-		up.skip("fd-passing", fmt.Sprintf("handoff is %q", cmpOr(up.u.Handoff, config.HandoffNone)))
+		up.skip("fd-passing", fmt.Sprintf("handoff is %q", cmp.Or(up.u.Handoff, config.HandoffNone)))
 		l.restartFor(up)
 	case up.u.ctl == nil:
 		up.skip("fd-passing", "the running instance was started without an upgrade socket")
@@ -83,13 +84,6 @@ func (l *loop) upgradeCommand(c *control.Call) {
 	default:
 		l.handOver(up)
 	}
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // parseUpgrade reads `upgrade <component> [--binary PATH] [--timeout D]`
