@@ -42,6 +42,8 @@ const (
 	isoUserComp  = "test-isolated-user"
 	isoUserAddr  = "127.0.0.1:7074"
 	isoNeighbour = "test-database"
+
+	askLimit = 20 * time.Second // for one answer of test-isolated-service
 )
 
 // isoStatuses is the status over the control socket, isolation included.
@@ -110,9 +112,12 @@ func ask(t *T, network, addr, cmd string) (string, error) {
 		return "", err
 	}
 	defer c.Close()
-	if dl, ok := t.ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+	// No command takes long, but the service may be dying slowly.
+	dl := time.Now().Add(askLimit)
+	if ctxDl, ok := t.ctx.Deadline(); ok && ctxDl.Before(dl) {
+		dl = ctxDl
 	}
+	c.SetDeadline(dl)
 	if _, err := fmt.Fprintln(c, cmd); err != nil {
 		return "", err
 	}
@@ -175,8 +180,8 @@ func groupsAndLimits(t *T) {
 	if cg != "0::/graph/sandbox/isolated" {
 		t.Fatalf("the service's /proc/%d/cgroup is %q, want 0::/graph/sandbox/isolated", c.Pid, cg)
 	}
-	for file, want := range map[string]string{"memory.max": "67108864", "memory.high": "58720256",
-		"pids.max": "32", "cpu.max": "50000 100000", "cpu.weight": "50"} {
+	for file, want := range map[string]string{"memory.max": "67108864", "memory.oom.group": "1",
+		"pids.max": "32", "cpu.max": "50000 100000", "cpu.weight": "50", "io.weight": "default 50"} {
 		if got := readTrim(t, filepath.Join(isoGroup, file)); got != want {
 			t.Fatalf("%s/%s = %q, want %q", isoGroup, file, got, want)
 		}
@@ -252,6 +257,13 @@ func namespacesInside(t *T) {
 // uid_map says.
 func userNamespace(t *T) {
 	c := waitActive(t, isoUserComp, 0, 20*time.Second)
+	if _, err := ask(t, "tcp", isoUserAddr, "info"); err != nil {
+		out, _, _ := t.graphctl("log", isoUserComp, "10")
+		t.Fatalf("%s (pid %d) does not answer: %v; its log:\n%s", isoUserComp, c.Pid, err, out)
+	}
+	if got := readTrim(t, "/sys/fs/cgroup/graph/"+isoUserComp+"/memory.high"); got != "50331648" {
+		t.Fatalf("memory.high = %q, want 50331648", got)
+	}
 	v := info(t, "tcp", isoUserAddr)
 	if v.UID != 0 || v.Hostname != "userns-box" {
 		t.Fatalf("inside: uid %d, host %q; want 0 and userns-box", v.UID, v.Hostname)

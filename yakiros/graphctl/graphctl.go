@@ -59,6 +59,9 @@ Commands (each with an example below it):
                               graphctl scc
   order                     the start order, in topological layers
                               graphctl order
+  inspect <component>       its state, cgroup, limits, current usage (memory, pids,
+                            CPU throttling, OOM kills) and namespaces
+                              graphctl inspect test-isolated-service
   resolve                   run a resolution pass now; FAILED components that
                             gave up (restarting too fast) try again
                               graphctl resolve

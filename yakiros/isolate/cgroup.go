@@ -413,3 +413,25 @@ func IDMaps(maps []config.IDMap) []syscall.SysProcIDMap {
 	}
 	return out
 }
+
+// Credential is who the service is inside its user namespace: root if the
+// maps cover id 0, else the first mapped id. Without it the child would
+// keep PID 1's own ids, which the namespace does not map: it would be no
+// one inside and still root outside. nil without a user namespace or maps.
+func Credential(iso config.Isolation) *syscall.Credential {
+	if !contains(iso.Namespaces, "user") || len(iso.UIDMap) == 0 || len(iso.GIDMap) == 0 {
+		return nil
+	}
+	// setgroups is denied in the namespace (Go writes "deny" before
+	// gid_map), so the supplementary groups are left empty.
+	return &syscall.Credential{Uid: uint32(inside(iso.UIDMap)), Gid: uint32(inside(iso.GIDMap)), NoSetGroups: true}
+}
+
+func inside(maps []config.IDMap) int {
+	for _, m := range maps {
+		if m.Inside == 0 {
+			return 0
+		}
+	}
+	return maps[0].Inside
+}

@@ -43,7 +43,7 @@ func report() {
 	for _, i := range ifs {
 		nics = append(nics, fmt.Sprintf("%s:%v", i.Name, i.Flags&net.FlagUp != 0))
 	}
-	fmt.Printf("pid=%d\nhost=%s\ntmp=%s\nifs=%s\n", os.Getpid(), host, strings.Join(names, ","), strings.Join(nics, ","))
+	fmt.Printf("pid=%d\nhost=%s\ntmp=%s\nifs=%s\nuid=%d\n", os.Getpid(), host, strings.Join(names, ","), strings.Join(nics, ","), os.Getuid())
 }
 
 func TestLimits(t *testing.T) {
@@ -168,6 +168,58 @@ func TestHelperNamespaces(t *testing.T) {
 	}
 	if h, _ := os.Hostname(); h == "sandbox" {
 		t.Error("the host name leaked out of the uts namespace")
+	}
+}
+
+// TestHelperUserNamespace: root in a user namespace whose uid_map maps
+// it to 100000, with a host name of its own.
+func TestHelperUserNamespace(t *testing.T) {
+	needRoot(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Root inside is uid 100000 outside: it needs a copy of the test
+	// binary that others may run.
+	dir, err := os.MkdirTemp("", "isolate-userns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self = filepath.Join(dir, "isolate.test")
+	if err := os.WriteFile(self, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"user", "uts"}
+	flags, err := CloneFlags(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idmap := []config.IDMap{{Inside: 0, Outside: 100000, Count: 65536}}
+	iso := config.Isolation{Namespaces: names, Root: "/", Hostname: "userns", UIDMap: idmap, GIDMap: idmap}
+	cred := Credential(iso)
+	if cred == nil || cred.Uid != 0 || cred.Gid != 0 {
+		t.Fatalf("Credential = %+v, want root", cred)
+	}
+	path, argv := Wrap(self, iso, self, []string{"report"})
+	var out, errOut bytes.Buffer
+	maps := IDMaps(idmap)
+	cmd := &exec.Cmd{Path: path, Args: argv, Stdout: &out, Stderr: &errOut,
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, UidMappings: maps, GidMappings: maps, Credential: cred}}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	for _, want := range []string{"host=userns\n", "uid=0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("service saw %q, want %q in it", out.String(), want)
+		}
 	}
 }
 

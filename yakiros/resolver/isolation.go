@@ -82,6 +82,7 @@ func (l *loop) isolateSpec(u *unit, spec *supervise.Spec) error {
 		Cloneflags: flags,
 		UIDMap:     isolate.IDMaps(u.Isolation.UIDMap),
 		GIDMap:     isolate.IDMaps(u.Isolation.GIDMap),
+		Credential: isolate.Credential(u.Isolation),
 	}
 	return nil
 }
@@ -103,7 +104,14 @@ func (l *loop) releaseGroup(u *unit) int64 {
 		l.log.Warnf("component '%s': %v", u.Name, err)
 	}
 	l.removeGroup(g)
-	return n - u.oomBase
+	// The watcher's news may not have arrived yet; it is ignored once the
+	// group is released, so the file's count settles the total.
+	n -= u.oomBase
+	if n > u.oomRun {
+		u.oomKills += n - u.oomRun
+	}
+	u.oomRun = 0
+	return n
 }
 
 func (l *loop) removeGroup(g *isolate.Group) {
@@ -135,6 +143,7 @@ func (l *loop) onGroupEvents(evs []isolate.Event) {
 		for _, u := range l.units {
 			if u.group == ev.Group {
 				u.oomKills += ev.OOMKills
+				u.oomRun += ev.OOMKills
 				l.log.Errorf("component '%s': %d OOM kill(s) in cgroup %s (memory.max %d)", u.Name, ev.OOMKills, ev.Group.Rel, u.Resources.MemoryMax)
 			}
 		}

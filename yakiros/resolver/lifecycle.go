@@ -45,7 +45,8 @@ type unit struct {
 	health    healthState      // health checks of the latest process (health.go)
 	group     *isolate.Group   // the latest process's cgroup, until it is removed
 	oomBase   int64            // the group's oom_kill when the process started
-	oomKills  int64            // OOM kills the watcher reported, since the first start
+	oomRun    int64            // OOM kills the watcher reported for the current group
+	oomKills  int64            // OOM kills in its groups since the first start
 
 	// What happens once a STOPPING process is reaped.
 	then    State             // Inactive, or Failed (with reason)

@@ -34,6 +34,8 @@ type Isolation struct {
 	// With CLONE_NEWUSER: the uid_map and gid_map PID 1 writes before
 	// the child goes on.
 	UIDMap, GIDMap []syscall.SysProcIDMap
+	// Credential is who the process becomes inside its user namespace.
+	Credential *syscall.Credential
 }
 
 // defaultPath is the children's PATH when PID 1 has none (the kernel gives
@@ -105,6 +107,7 @@ func forkExec(spec Spec) (int, *os.File, error) {
 		sys.UseCgroupFD, sys.CgroupFD = iso.CgroupFD >= 0, iso.CgroupFD
 		sys.Cloneflags = iso.Cloneflags
 		sys.UidMappings, sys.GidMappings = iso.UIDMap, iso.GIDMap
+		sys.Credential = iso.Credential
 	}
 	pid, err := syscall.ForkExec(spec.Binary, argv, &syscall.ProcAttr{
 		Dir:   "/",

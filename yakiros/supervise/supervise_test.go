@@ -434,3 +434,33 @@ func inheritable(t *testing.T) map[int]bool {
 	}
 	return out
 }
+
+// TestStartIsolated: the clone creates the namespaces Isolation asks for
+// (the child is PID 1 of its pid namespace) and argv[0] is Argv0.
+func TestStartIsolated(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: namespaces")
+	}
+	logs := testLogs(t, 1<<20)
+	pid := start(t, logs, Spec{
+		Name: "boxed", Binary: "/bin/sh", Argv0: "boxed-sh",
+		Args:      []string{"-c", `echo "pid $$ argv0 $0"`},
+		Isolation: &Isolation{CgroupFD: -1, Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS},
+	})
+	if e := reapUntil(t, pid)[pid]; !e.Success() {
+		t.Errorf("exit = %v", e)
+	}
+	waitLog(t, logs, "boxed", "pid 1 argv0 boxed-sh\n")
+}
+
+// TestStartIsolatedRefused: a clone the kernel refuses is a start error
+// that says so, and no process is left.
+func TestStartIsolatedRefused(t *testing.T) {
+	logs := testLogs(t, 1<<20)
+	// CLONE_NEWUSER with CLONE_FS is refused with EINVAL (clone(2)).
+	_, err := Start(Spec{Name: "refused", Binary: "/bin/true",
+		Isolation: &Isolation{CgroupFD: -1, Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_FS}}, logs)
+	if err == nil || !strings.Contains(err.Error(), "clone into namespaces") {
+		t.Fatalf("Start = %v; want the clone's error", err)
+	}
+}
