@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -38,8 +39,10 @@ const (
 	fileServer     = "test-file-server"
 	fileAddr       = "127.0.0.1:7090"
 	bigFile        = "big.bin"
-	crashOnStart   = "/usr/local/bin/test-crash-on-start"
-	neverReady     = "/usr/local/bin/test-never-ready"
+	// fileServerGroup is test-file-server's [resources] cgroup.
+	fileServerGroup = "hot-swap/test-file-server"
+	crashOnStart    = "/usr/local/bin/test-crash-on-start"
+	neverReady      = "/usr/local/bin/test-never-ready"
 
 	hotSwapClients  = 64
 	hotSwapUpgrades = 10
@@ -357,6 +360,11 @@ func fileReadSurvivesUpgrade(t *T) {
 	after, _, _ := get()
 	if after == before {
 		t.Fatalf("the request after the upgrade was answered by %s, as before it; want the new instance", after)
+	}
+	// The server has limits: its new instance must run in the same group.
+	group, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", res.NewPid))
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(group)), "/graph/"+fileServerGroup) {
+		t.Fatalf("the new instance (pid %d) runs in cgroup %q, %v; want its component's group graph/%s", res.NewPid, group, err, fileServerGroup)
 	}
 	// Drain the second download so the server is not left blocked.
 	io.CopyN(io.Discard, r, size)

@@ -67,8 +67,16 @@ func (l *loop) isolateSpec(u *unit, spec *supervise.Spec) error {
 	}
 	u.oomBase, _ = g.OOMKills()
 	u.group = g
+	return l.wrapIsolated(u, spec, g, flags)
+}
+
+// wrapIsolated sets spec to clone the process into group g and into u's
+// namespaces (flags), through the helper when something must be set up
+// inside them. An upgrade's new instance joins the running instance's g.
+func (l *loop) wrapIsolated(u *unit, spec *supervise.Spec, g *isolate.Group, flags uintptr) error {
 	self := l.iso.self
 	if self == "" {
+		var err error
 		self, err = os.Executable()
 		if err != nil {
 			return fmt.Errorf("namespace helper: %w", err)

@@ -15,6 +15,7 @@ import (
 	"yakimg/yakiros/config"
 	"yakimg/yakiros/control"
 	"yakimg/yakiros/handoff"
+	"yakimg/yakiros/isolate"
 	"yakimg/yakiros/readiness"
 	"yakimg/yakiros/supervise"
 )
@@ -175,6 +176,21 @@ func (l *loop) handOver(up *upgrade) {
 		spec.Env = append(spec.Env, l.ready.Env(u.Readiness)...)
 	}
 	spec.Env = append(spec.Env, healthEnv(u)...)
+	if u.group != nil {
+		// The new instance runs under the same limits and in namespaces
+		// of the same kinds as the old one, in the same group.
+		flags, err := isolate.CloneFlags(u.Isolation.Namespaces)
+		if err == nil {
+			err = l.wrapIsolated(u, &spec, u.group, flags)
+		}
+		if err != nil {
+			sock.Close()
+			newCtl.Close()
+			go hu.Wait(context.Background())
+			l.finishUpgrade(up, "fd-passing", "isolating the new instance: "+err.Error())
+			return
+		}
+	}
 	pid, err := l.spawn(spec)
 	sock.Close()
 	if err != nil {
