@@ -82,9 +82,17 @@ func (t *T) upgrade(args ...string) (upgradeResult, string, error) {
 // echoClient talks to the echo service without pause: numbered lines, each
 // reply checked to be that line, in order, with a version.
 type echoClient struct {
+	mu       sync.Mutex
 	versions []string // in the order first seen
 	replies  int
 	err      error
+}
+
+// seen is how many versions the client has been answered by so far.
+func (c *echoClient) seen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.versions)
 }
 
 func (c *echoClient) run(ctx context.Context, id int, stop <-chan struct{}) {
@@ -121,10 +129,12 @@ func (c *echoClient) run(ctx context.Context, id int, stop <-chan struct{}) {
 			c.err = fmt.Errorf("client %d: sent %q, got %q: a message was lost, repeated or reordered", id, line, reply)
 			return
 		}
+		c.mu.Lock()
 		c.replies++
 		if len(c.versions) == 0 || c.versions[len(c.versions)-1] != version {
 			c.versions = append(c.versions, version)
 		}
+		c.mu.Unlock()
 	}
 }
 
@@ -186,7 +196,28 @@ func echoUpgradesUnderLoad(t *T) {
 		wg.Wait()
 		<-watchDone
 	}
-	time.Sleep(300 * time.Millisecond) // every client talks to the first instance
+	// Before the first upgrade and after each, every client must have been
+	// answered by the instance now serving, so that each lives through
+	// every upgrade in the middle of its conversation.
+	allSaw := func(n int) {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			behind := -1
+			for i, c := range clients {
+				if c.seen() < n {
+					behind = i
+					break
+				}
+			}
+			if behind < 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				stopAll()
+				t.Fatalf("client %d saw %d versions 20s after the upgrade; want %d (error: %v)", behind, clients[behind].seen(), n, clients[behind].err)
+			}
+		}
+	}
+	allSaw(1)
 
 	var total float64
 	var fds []int
@@ -201,7 +232,7 @@ func echoUpgradesUnderLoad(t *T) {
 		fds = append(fds, r.Attempts[0].FDs)
 		handoffMS = append(handoffMS, fmt.Sprintf("%.0f", r.Attempts[0].DurationMS))
 		totalMS = append(totalMS, fmt.Sprintf("%.0f", r.DurationMS))
-		time.Sleep(150 * time.Millisecond) // replies from the new instance
+		allSaw(i + 1)
 	}
 	stopAll()
 
@@ -241,11 +272,17 @@ func webKeepAliveSurvives(t *T) {
 	const conns, upgrades = 4, 3
 	stop := make(chan struct{})
 	type result struct {
+		mu       sync.Mutex
 		versions []string
 		requests int
 		err      error
 	}
 	results := make([]result, conns)
+	seen := func(i int) int {
+		results[i].mu.Lock()
+		defer results[i].mu.Unlock()
+		return len(results[i].versions)
+	}
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Add(1)
@@ -281,15 +318,38 @@ func webKeepAliveSurvives(t *T) {
 					res.err = fmt.Errorf("connection %d, request %d: %s %q (close %v), %v", i, res.requests, resp.Status, body, resp.Close, err)
 					return
 				}
+				res.mu.Lock()
 				res.requests++
 				v := strings.TrimSpace(body)
 				if len(res.versions) == 0 || res.versions[len(res.versions)-1] != v {
 					res.versions = append(res.versions, v)
 				}
+				res.mu.Unlock()
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Every connection is answered by each instance before the next
+	// upgrade, so each lives through all of them mid-conversation.
+	allSaw := func(n int) {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			behind := -1
+			for i := range results {
+				if seen(i) < n {
+					behind = i
+					break
+				}
+			}
+			if behind < 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("connection %d saw %d versions after 20s; want %d (error: %v)", behind, seen(behind), n, results[behind].err)
+			}
+		}
+	}
+	allSaw(1)
 	for i := 1; i <= upgrades; i++ {
 		r, stderr, err := t.upgrade(webServer, "--timeout", "10s")
 		if err != nil || len(r.Attempts) == 0 || r.Attempts[0].Outcome != "ok" {
@@ -297,11 +357,12 @@ func webKeepAliveSurvives(t *T) {
 			wg.Wait()
 			t.Fatalf("upgrade %d of %s: %v %s; attempts %+v", i, webServer, err, stderr, r.Attempts)
 		}
-		time.Sleep(200 * time.Millisecond)
+		allSaw(i + 1)
 	}
 	close(stop)
 	wg.Wait()
-	for i, res := range results {
+	for i := range results {
+		res := &results[i]
 		if res.err != nil {
 			t.Fatalf("%v", res.err)
 		}

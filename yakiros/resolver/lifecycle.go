@@ -180,9 +180,16 @@ func (l *loop) exited(e supervise.Exit) {
 		if l.exitedOutsideUnits(e) {
 			return
 		}
-		if !l.checkExited(e) && (l.ready == nil || !l.ready.Exited(e)) {
+		if !l.checkExited(e) && !l.exitedCriu(e) && (l.ready == nil || !l.ready.Exited(e)) {
 			l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
 		}
+		return
+	}
+	if up := l.upgrades[u.Name]; up != nil && up.inFlight && e.Pid == up.data.OldPid {
+		// An old instance that handed over exits by itself, possibly
+		// before PID 1 has read the outcome: wait for it (onHandoff).
+		delete(l.byPid, e.Pid)
+		up.oldExit = &e
 		return
 	}
 	delete(l.byPid, e.Pid)

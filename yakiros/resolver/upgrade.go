@@ -49,7 +49,11 @@ type upgrade struct {
 	newCtl  *handoff.Control // the new instance's upgrade socket
 	newExit *supervise.Exit  // the new instance ended, by itself or killed
 	killed  bool             // PID 1 killed the new instance
-	failure *handoffFailure  // the attempt failed; waiting for the new instance's exit
+	// inFlight: the handoff runs; an exit of the old instance meanwhile is
+	// kept in oldExit until the outcome says whether it handed over.
+	inFlight bool
+	oldExit  *supervise.Exit
+	failure  *handoffFailure // the attempt failed; waiting for the new instance's exit
 	// awaitingReady: the new instance took over and its readiness is being
 	// confirmed (its component has a readiness method).
 	awaitingReady bool
@@ -201,6 +205,7 @@ func (l *loop) handOver(up *upgrade) {
 	}
 	l.log.Infof("component '%s': new instance pid %d started for the handoff", u.Name, pid)
 	up.newCtl, up.data.NewPid = newCtl, pid
+	up.inFlight = true
 	l.candidates[pid] = up
 	go func() {
 		res, err := hu.Wait(context.Background())
@@ -215,11 +220,19 @@ func (l *loop) handOver(up *upgrade) {
 func (l *loop) onHandoff(o handoffOutcome) {
 	up, u := o.up, o.up.u
 	newPid := up.data.NewPid
+	up.inFlight = false
 	if o.err == nil && up.newExit != nil {
 		o.err = fmt.Errorf("the new instance %v right after taking over", *up.newExit)
 	}
 	if o.err != nil {
 		up.newCtl.Close()
+		if e := up.oldExit; e != nil {
+			// The old instance died without handing over: now it counts
+			// as the component's exit.
+			up.oldExit = nil
+			l.byPid[e.Pid] = u
+			l.exited(*e)
+		}
 		var failed *handoff.FailedError
 		// The old instance never answered: it does not speak the protocol,
 		// and running the new code still needs a restart.
@@ -238,8 +251,12 @@ func (l *loop) onHandoff(o handoffOutcome) {
 	delete(l.candidates, newPid)
 	old := u.pid
 	delete(l.byPid, old)
-	l.retiring[old] = retiree{name: u.Name, killAt: time.Now().Add(retireGrace)}
-	u.ctl.Close()
+	if up.oldExit == nil {
+		l.retiring[old] = retiree{name: u.Name, killAt: time.Now().Add(retireGrace)}
+	} else {
+		l.log.Infof("component '%s': old instance pid %d %v after handing over", u.Name, old, *up.oldExit)
+	}
+	u.closeUpgradeSocket()
 	u.ctl = up.newCtl
 	u.pid, u.since, u.status = newPid, time.Now(), ""
 	u.starts++
@@ -291,7 +308,7 @@ type handoffFailure struct {
 func (l *loop) failHandoff(up *upgrade) {
 	f := up.failure
 	up.failure, up.data.NewPid = nil, 0
-	if f.restart {
+	if f.restart && up.u.alive {
 		up.record("fd-passing", "failed", f.detail, 0, 0)
 		l.restartFor(up)
 		return
