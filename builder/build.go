@@ -33,9 +33,11 @@ const (
 )
 
 // stage1Modules are loaded by stage 1 (with their dependencies, computed
-// from .modinfo): the virtio disk, and what CRIU needs to detect kernel
-// features (platform facts §5).
-var stage1Modules = []string{"virtio_pci", "virtio_blk", "nf_tables"}
+// from .modinfo): the virtio disk, what CRIU needs to detect kernel
+// features (platform facts §5), and the socket diagnostics CRIU reads a
+// process's TCP and unix sockets with (without tcp_diag a dump of any TCP
+// listener fails: "Sockets (family 2 proto 6) are not collected").
+var stage1Modules = []string{"virtio_pci", "virtio_blk", "nf_tables", "tcp_diag", "unix_diag"}
 
 // Options configure one build.
 type Options struct {
@@ -199,6 +201,9 @@ func assemble(ctx context.Context, o Options, work string) (*Manifest, error) {
 	t = time.Now()
 	root, err := rootTree(o, in, bins, pkgTree)
 	if err != nil {
+		return nil, err
+	}
+	if err := addBootFiles(root, kernel.release, kernel.vmlinuz, filepath.Join(work, InitramfsFile)); err != nil {
 		return nil, err
 	}
 	dynamic, err := checkSharedLibraries(root)
@@ -428,6 +433,7 @@ func rootTree(o Options, in inputs, bins map[string][]byte, t *rootfs.Tree) (*ro
 		{"usr/local/bin/test-crash-on-start", 0o755, bins["test-crash-on-start"]},
 		{"usr/local/bin/test-never-ready", 0o755, bins["test-never-ready"]},
 		{"usr/local/bin/test-isolated-service", 0o755, bins["test-isolated-service"]},
+		{"usr/local/bin/test-checkpoint-service", 0o755, bins["test-checkpoint-service"]},
 		{"etc/yakimg/image.json", 0o644, append(info, '\n')},
 		{"etc/hostname", 0o644, []byte("yakimg\n")},
 		{"etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},

@@ -30,6 +30,7 @@ var GuestBinaries = []GoBinary{
 	{"test-crash-on-start", "./testbins/test-crash-on-start"},
 	{"test-never-ready", "./testbins/test-never-ready"},
 	{"test-isolated-service", "./testbins/test-isolated-service"},
+	{"test-checkpoint-service", "./testbins/test-checkpoint-service"},
 }
 
 // goEnv is the environment of a reproducible build (DESIGN §4): static,

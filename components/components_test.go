@@ -59,6 +59,8 @@ var want = map[string]decl{
 		config.Service, []string{"filesystem.run"}, []string{"test.isolated"}},
 	"test-isolated-user": {"/usr/local/bin/test-isolated-service", []string{"--listen", "127.0.0.1:7074"},
 		config.Service, []string{"network.configured"}, []string{"test.isolated.user"}},
+	"test-checkpoint-service": {"/usr/local/bin/test-checkpoint-service", []string{"--listen", "127.0.0.1:7075"},
+		config.Service, []string{"network.configured"}, []string{"test.checkpoint"}},
 }
 
 func load(t *testing.T) map[string]config.Component {
@@ -290,6 +292,8 @@ var wantHealth = map[string]config.Health{
 	"test-health-service": {Method: config.HealthNotify, Interval: time.Second, Timeout: time.Second, FailThreshold: 2, RestartThreshold: 4},
 	"test-health-file": {Method: config.HealthFile, File: "/run/test-health-file.health",
 		Interval: time.Second, Timeout: time.Second, FailThreshold: 2, RestartThreshold: 3},
+	"test-checkpoint-service": {Method: config.HealthCommand, Command: "/usr/local/bin/test-checkpoint-service check 127.0.0.1:7075",
+		Interval: 5 * time.Second, Timeout: 3 * time.Second, FailThreshold: 3, RestartThreshold: 5},
 }
 
 func TestHealth(t *testing.T) {

@@ -348,7 +348,7 @@ func TestNamesAndAvailable(t *testing.T) {
 	if got := Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v; want %v", got, want)
 	}
-	if got, want := Available(), []string{"smoke", "basic", "hot-swap", "health-checks", "graph-analysis", "isolation"}; !slices.Equal(got, want) {
+	if got, want := Available(), []string{"smoke", "basic", "hot-swap", "health-checks", "graph-analysis", "isolation", "checkpointing", "kexec"}; !slices.Equal(got, want) {
 		t.Errorf("Available() = %v; want %v", got, want)
 	}
 	for _, s := range builtin.suites {

@@ -57,7 +57,7 @@ func (r registry) available() []string {
 var builtin = registry{
 	known: []string{"smoke", "basic", "hot-swap", "health-checks", "isolation",
 		"graph-analysis", "checkpointing", "kexec", "performance"},
-	suites: []Suite{smoke, basic, hotSwap, healthChecks, graphAnalysis, isolation},
+	suites: []Suite{smoke, basic, hotSwap, healthChecks, graphAnalysis, isolation, checkpointing, kexecSuite},
 }
 
 // Names lists every suite name the product knows; the host validates

@@ -70,6 +70,29 @@ Commands (each with an example below it):
                             the new one (handoff = "fd-passing"), else a restart;
                             a new instance that fails leaves the old one serving
                               graphctl upgrade test-echo-server --timeout 5s
+  kexec --dry-run <kernel> [--initrd F] [--append S]
+                            run every check of a live kernel upgrade's seven
+                            phases, change nothing, give a verdict per phase
+                            (exit 1 when one fails); a real kexec is not
+                            implemented yet
+                              graphctl kexec --dry-run /boot/vmlinuz-6.1.0-50-cloud-amd64
+  checkpoint <comp> [--stop] CRIU dump of a running service into /checkpoint/<comp>/<id>/
+                            (it keeps running unless --stop or leave_running = false);
+                            retention then removes what is over max_age, keep or quota
+                              graphctl checkpoint test-checkpoint-service
+  restore <comp> [id]       stop its process if one runs, restore a checkpoint (the
+                            newest without id) and re-attach it; a refused or failed
+                            restore starts the component fresh (exit 1)
+                              graphctl restore test-checkpoint-service
+  checkpoint-list [comp]    stored checkpoints, newest first
+                              graphctl checkpoint-list test-checkpoint-service
+  checkpoint-rm <comp> <id> remove one checkpoint
+                              graphctl checkpoint-rm test-checkpoint-service 1795672800000000000
+  checkpoint-cleanup [--max-age D] [--keep N] [--quota BYTES] [comp]
+                            apply retention now (defaults 24h, 10, 100 MB per component)
+                              graphctl checkpoint-cleanup --max-age 7d
+  checkpoint-usage          bytes and checkpoints per component, free space
+                              graphctl checkpoint-usage
   reload                    re-read the component directory and apply changes
                               graphctl reload
   poweroff                  stop all components in reverse dependency order, power off
@@ -93,6 +116,10 @@ Example:
 
 // upgradeWait is how long graphctl waits for an upgrade's answer.
 const upgradeWait = 75 * time.Second
+
+// kexecWait is how long graphctl waits for a kexec dry run: criu runs
+// twice, each bounded to 20 s.
+const kexecWait = 60 * time.Second
 
 // Main runs graphctl with args (without the program name) and returns its
 // exit status.
@@ -119,6 +146,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		// An upgrade answers when the handoff is over: up to its
 		// --timeout (at most a minute) plus the time to stop a process.
 		req.WaitMS = upgradeWait.Milliseconds()
+	}
+	if req.Command == "checkpoint" || req.Command == "restore" {
+		// criu check, then a dump or a restore (30 s each at most), and
+		// for a restore the stop of the running process first.
+		req.WaitMS = upgradeWait.Milliseconds()
+	}
+	if req.Command == "kexec" {
+		req.WaitMS = kexecWait.Milliseconds()
 	}
 	resp, err := control.Do(ctx, *socket, req)
 	if err != nil {

@@ -14,7 +14,9 @@ import (
 // unknown command.
 const commands = "status, caps (or capabilities), log <component> [lines], readiness, check-readiness [component], " +
 	"tree <component>, rdeps <capability>, pending, simulate remove <component>, dot, check-cycles, analyze, validate, " +
-	"path <from> <to>, scc, order, inspect <component>, resolve, upgrade <component> [--binary PATH] [--timeout D], reload, poweroff, reboot"
+	"path <from> <to>, scc, order, inspect <component>, resolve, upgrade <component> [--binary PATH] [--timeout D], kexec --dry-run <kernel> [--initrd F] [--append S], " +
+	"checkpoint <component> [--stop], restore <component> [id], checkpoint-list [component], checkpoint-rm <component> <id>, " +
+	"checkpoint-cleanup [--max-age D] [--keep N] [--quota BYTES] [component], checkpoint-usage, reload, poweroff, reboot"
 
 // handle answers one control call. It runs on the event loop; a command
 // whose answer needs slow work replies from a goroutine of its own.
@@ -42,6 +44,10 @@ func (l *loop) handle(c *control.Call) {
 		noArgs(l.resolveCommand)
 	case "upgrade":
 		l.upgradeCommand(c)
+	case "checkpoint", "restore", "checkpoint-list", "checkpoint-rm", "checkpoint-cleanup", "checkpoint-usage":
+		l.checkpointCommands(c)
+	case "kexec":
+		l.kexecCommand(c)
 	case "inspect":
 		c.Reply(l.inspect(req.Args))
 	case "reload":

@@ -180,7 +180,7 @@ func (l *loop) exited(e supervise.Exit) {
 		if l.exitedOutsideUnits(e) {
 			return
 		}
-		if !l.checkExited(e) && (l.ready == nil || !l.ready.Exited(e)) {
+		if !l.checkExited(e) && !l.exitedCriu(e) && (l.ready == nil || !l.ready.Exited(e)) {
 			l.log.Infof("reaped orphan pid %d (%v)", e.Pid, e)
 		}
 		return

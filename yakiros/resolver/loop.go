@@ -70,6 +70,8 @@ type loop struct {
 
 	// iso is the cgroup hierarchy and namespace helper (isolation.go).
 	iso isolation
+	// ckpt holds CRIU checkpoints and restores in progress (checkpoint.go).
+	ckpt *checkpointer
 
 	// dirChanged is signalled by the config directory's watcher.
 	dirChanged chan struct{}
@@ -101,6 +103,7 @@ func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, rea
 		retiring:    map[int]retiree{},
 		handoffNews: make(chan handoffOutcome),
 		iso:         isolation{top: isolate.DefaultMount},
+		ckpt:        newCheckpointer(),
 	}
 	l.spawn = func(spec supervise.Spec) (int, error) { return supervise.Start(spec, l.logs) }
 	kernel := &unit{
@@ -176,6 +179,8 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			l.onGroupEvents(l.iso.watcher.Take())
 		case o := <-l.handoffNews:
 			l.onHandoff(o)
+		case o := <-l.ckpt.news:
+			l.onCheckpoint(o)
 		case <-l.dirChanged:
 			l.reloadAt = time.Now().Add(reloadDebounce)
 		case c := <-calls:
@@ -188,6 +193,7 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 		}
 		l.resolve()
 		l.checkUpgrades(time.Now())
+		l.checkRestores()
 	}
 	return l.halt.action
 }

@@ -106,6 +106,19 @@ func (in *Instance) Pid() int { return in.Cmd.Process.Pid }
 // Output is what the process wrote to stdout and stderr so far.
 func (in *Instance) Output() string { return in.out.String() }
 
+// Logged waits up to ten seconds for a running instance's output to contain
+// want: it arrives through a pipe, which may lag what the instance did.
+func (in *Instance) Logged(want string) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(in.Output(), want) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // Exit waits up to 20 s for the process to end by itself and returns how
 // it ended (nil: status 0).
 func (in *Instance) Exit(t testing.TB) error {
