@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"yakimg/internal/loopback"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/u-root/u-root/pkg/mount"
@@ -83,7 +84,7 @@ func (s *stage1) boot(ctx context.Context) error {
 	s.log.printf("loaded %d modules (%d already present) in %d ms: %s",
 		len(cfg.Modules), present, ms(time.Since(start)), strings.Join(loaded, " "))
 
-	if err := loopbackUp(); err != nil {
+	if err := loopback.Up(); err != nil {
 		return err
 	}
 	s.log.printf("lo is up")
@@ -279,27 +280,6 @@ func loadModules(paths []string) (names []string, present int, err error) {
 func moduleName(p string) string {
 	name, _, _ := strings.Cut(path.Base(p), ".ko")
 	return name
-}
-
-// loopbackUp sets IFF_UP on lo; CRIU's kernel feature detection needs it.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: get flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: set flags: %w", err)
-	}
-	return nil
 }
 
 // waitBlockDevices polls until every path is a block device: devtmpfs

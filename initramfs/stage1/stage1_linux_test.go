@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -261,52 +260,6 @@ func TestWaitBlockDevicesSeesLateDevice(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("waitBlockDevices(device created later) = %v", err)
 	}
-}
-
-func TestLoopbackUp(t *testing.T) {
-	needRoot(t, "a new network namespace")
-	errc := make(chan error, 1)
-	go func() {
-		// The thread enters a fresh network namespace (where lo is down) and
-		// is never unlocked, so Go discards it afterwards.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		if up, err := loUp(); err != nil || up {
-			errc <- fmt.Errorf("lo in a new namespace: up=%t, %v; want down", up, err)
-			return
-		}
-		if err := loopbackUp(); err != nil {
-			errc <- err
-			return
-		}
-		if up, err := loUp(); err != nil || !up {
-			errc <- fmt.Errorf("after loopbackUp: lo up=%t, %v; want up", up, err)
-			return
-		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		t.Error(err)
-	}
-}
-
-func loUp() (bool, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return false, err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return false, err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return false, err
-	}
-	return ifr.Uint16()&unix.IFF_UP != 0, nil
 }
 
 func TestFreeInitramfsStaysOnItsFileSystem(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
+	"yakimg/internal/loopback"
 
 	"golang.org/x/sys/unix"
 
@@ -114,7 +115,7 @@ func setup(privateMounts, privateTmp, proc bool, hostname string, lo bool, root 
 		}
 	}
 	if lo {
-		if err := loopbackUp(); err != nil {
+		if err := loopback.Up(); err != nil {
 			return err
 		}
 	}
@@ -125,27 +126,6 @@ func setup(privateMounts, privateTmp, proc bool, hostname string, lo bool, root 
 		if err := unix.Chdir("/"); err != nil {
 			return fmt.Errorf("change root to %s: %w", root, err)
 		}
-	}
-	return nil
-}
-
-// loopbackUp sets IFF_UP on lo: a new net namespace has lo, down.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: get flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
 	}
 	return nil
 }
