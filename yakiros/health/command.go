@@ -67,27 +67,24 @@ func (m *Manager) files(w *watch) (*checkFiles, error) {
 
 // spawn forks /bin/sh -c Command in a process group of its own, in /, with
 // PID 1's environment, stdin from /dev/null and its output to
-// Options.Output. The fork and the registration of its pid happen under
-// procMu, which Exited also takes, so the loop cannot report the exit of a
-// pid not yet registered.
+// Options.Output. The fork goes through
+// supervise.Waiters, so that Exited gets its exit.
 func (m *Manager) spawn(w *watch) (int, <-chan supervise.Exit, error) {
 	files, err := m.files(w)
 	if err != nil {
 		return 0, nil, fmt.Errorf("start check: %w", err)
 	}
-	m.procMu.Lock()
-	defer m.procMu.Unlock()
-	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", w.cfg.Command}, &syscall.ProcAttr{
-		Dir:   "/",
-		Env:   os.Environ(),
-		Files: []uintptr{files.null.Fd(), files.out.Fd(), files.out.Fd()},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	pid, ch, err := m.checks.Fork(func() (int, error) {
+		return syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", w.cfg.Command}, &syscall.ProcAttr{
+			Dir:   "/",
+			Env:   os.Environ(),
+			Files: []uintptr{files.null.Fd(), files.out.Fd(), files.out.Fd()},
+			Sys:   &syscall.SysProcAttr{Setpgid: true},
+		})
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("start check: %w", err)
 	}
-	ch := make(chan supervise.Exit, 1)
-	m.procs[pid] = ch
 	return pid, ch, nil
 }
 
@@ -95,12 +92,5 @@ func (m *Manager) spawn(w *watch) (int, <-chan supervise.Exit, error) {
 // every child (supervise.Reap) and passes each exit that is not one of its
 // components here. It never blocks for long: at most for a fork in progress.
 func (m *Manager) Exited(e supervise.Exit) bool {
-	m.procMu.Lock()
-	ch, ok := m.procs[e.Pid]
-	delete(m.procs, e.Pid)
-	m.procMu.Unlock()
-	if ok {
-		ch <- e // buffered; nobody else sends
-	}
-	return ok
+	return m.checks.Exited(e)
 }

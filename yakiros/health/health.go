@@ -80,8 +80,7 @@ type Manager struct {
 	seq     uint64            // numbers the reports
 	closed  bool
 
-	procMu sync.Mutex
-	procs  map[int]chan supervise.Exit // running command checks
+	checks supervise.Waiters // running command checks: their exits, from PID 1's reaper
 }
 
 // report is one HEALTH= or WATCHDOG= line a service sent.
@@ -114,7 +113,6 @@ func NewManager(opts Options) *Manager {
 		pending: make(chan struct{}, 1),
 		watches: map[string]*watch{},
 		reports: map[string]report{},
-		procs:   map[int]chan supervise.Exit{},
 	}
 }
 

@@ -99,8 +99,7 @@ type Manager struct {
 	parked  []message // recent notify messages no watch claimed
 	closed  bool
 
-	procMu sync.Mutex
-	procs  map[int]chan supervise.Exit // running checks
+	checks supervise.Waiters // running checks: their exits, from PID 1's reaper
 }
 
 // watch is one Watch call. The fields up to poke never change; last
@@ -138,7 +137,6 @@ func NewManager(opts Options) (*Manager, error) {
 		opts:    opts,
 		pending: make(chan struct{}, 1),
 		watches: map[string]*watch{},
-		procs:   map[int]chan supervise.Exit{},
 	}
 	files, err := newDirWatcher()
 	if err != nil {
