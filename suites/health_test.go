@@ -87,12 +87,12 @@ func TestCountTransitions(t *testing.T) {
 
 func TestCPUTicks(t *testing.T) {
 	// A real /proc/1/stat line, with a space and a parenthesis in the name.
-	stat := "1 (graph (res) x) S 0 1 1 0 -1 4194560 1370 0 0 0 17 42 0 0 20 0 7 0 10 1263693824 2417 18446744073709551615"
-	if n, err := cpuTicks(stat); err != nil || n != 59 {
-		t.Errorf("cpuTicks = %d, %v; want 17 + 42", n, err)
+	stat := "1 (graph (res) x) S 0 1 1 0 -1 4194560 1370 0 0 0 17 42 5 3 20 0 7 0 10 1263693824 2417 18446744073709551615"
+	if own, children, err := cpuTicks(stat); err != nil || own != 59 || children != 8 {
+		t.Errorf("cpuTicks = %d, %d, %v; want 17 + 42 and 5 + 3", own, children, err)
 	}
-	for _, bad := range []string{"", "1 graph S 0", "1 (x) S 0 1 1 0 -1 4194560 1370 0 0 0 a 42 0", "1 (x) S 0 1"} {
-		if _, err := cpuTicks(bad); err == nil {
+	for _, bad := range []string{"", "1 graph S 0", "1 (x) S 0 1 1 0 -1 4194560 1370 0 0 0 a 42 0 0", "1 (x) S 0 1 1 0 -1 4194560 1370 0 0 0 1 42 0 x", "1 (x) S 0 1"} {
+		if _, _, err := cpuTicks(bad); err == nil {
 			t.Errorf("cpuTicks(%q) = nil error", bad)
 		}
 	}

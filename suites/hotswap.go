@@ -13,10 +13,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"yakimg/yakiros/control"
 )
 
 // hotSwap proves zero-downtime upgrades: clients that never stop talking
@@ -95,7 +100,23 @@ func (c *echoClient) seen() int {
 	return len(c.versions)
 }
 
+// clientNice is the scheduling priority of each echo client's thread. The
+// clients stand for clients on other machines: in the guest they share two
+// vCPUs with the service, PID 1 and the new instance, and at the default
+// priority their 64 busy threads would take most of the CPU an upgrade
+// needs. At nice 19 they still talk without pause, but yield to the system
+// under test whenever it has work.
+const clientNice = 19
+
 func (c *echoClient) run(ctx context.Context, id int, stop <-chan struct{}) {
+	// The client keeps this thread to itself until it returns, and the
+	// thread ends with it (never unlocked), so the priority set here never
+	// reaches another goroutine.
+	runtime.LockOSThread()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), clientNice); err != nil {
+		c.err = fmt.Errorf("client %d: nice %d: %w", id, clientNice, err)
+		return
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", echoAddr)
 	if err != nil {
@@ -138,8 +159,10 @@ func (c *echoClient) run(ctx context.Context, id int, stop <-chan struct{}) {
 	}
 }
 
-// capWatch polls `graphctl --json caps` until stopped and remembers every
-// time the capability was not UP.
+// capWatch asks graph-resolver for the capabilities until stopped and
+// remembers every time the capability was not UP. It asks on the control
+// socket, as graphctl --json caps does, without starting a graphctl for
+// every poll: the polls are meant to be dense, not to load the guest.
 type capWatch struct {
 	mu     sync.Mutex
 	polls  int
@@ -154,12 +177,15 @@ func (w *capWatch) run(t *T, capability string, stop <-chan struct{}) {
 			return
 		default:
 		}
-		out, _, err := t.graphctl("--json", "caps")
+		resp, err := control.Do(t.ctx, control.SocketPath(), control.Request{Command: "caps"})
+		if err == nil && !resp.OK {
+			err = errors.New(resp.Error)
+		}
 		var data struct {
 			Capabilities []struct{ Name, Status string } `json:"capabilities"`
 		}
 		status := "missing"
-		if err == nil && json.Unmarshal([]byte(out), &data) == nil {
+		if err == nil && json.Unmarshal(resp.Data, &data) == nil {
 			for _, c := range data.Capabilities {
 				if c.Name == capability {
 					status = c.Status
@@ -253,8 +279,8 @@ func echoUpgradesUnderLoad(t *T) {
 	}
 	avg := total / hotSwapUpgrades
 	t.Metric("hot_swap_avg_ms", avg)
-	t.Logf("%d clients, %d upgrades, %d replies, 0 errors; %s UP in all %d polls; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
-		len(clients), hotSwapUpgrades, replies, echoCapability, watch.polls, fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
+	t.Logf("%d clients (nice %d), %d upgrades, %d replies, 0 errors; %s UP in all %d polls; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
+		len(clients), clientNice, hotSwapUpgrades, replies, echoCapability, watch.polls, fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
 }
 
 func firstOf(s []string) string {

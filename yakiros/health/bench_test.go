@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -10,11 +11,24 @@ import (
 
 // BenchmarkCommandChecks runs the command checks of 20 watches and reports
 // the CPU time this process spends per check (forking, reaping, timers,
-// results; the checks' own time is their own), the cost PID 1 pays:
+// results; the checks' own time is their own), the cost PID 1 pays: with
+// the checks forked here, and with a runner process forking them
+// (runner.go), which leaves this process the runner's messages only:
 //
 //	go test -run '^$' -bench CommandChecks ./yakiros/health
 func BenchmarkCommandChecks(b *testing.B) {
-	m, _ := setup(b, Options{})
+	b.Run("forked-here", func(b *testing.B) { benchCommandChecks(b, Options{}) })
+	b.Run("runner", func(b *testing.B) {
+		self, err := os.Executable()
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchCommandChecks(b, Options{Runner: self})
+	})
+}
+
+func benchCommandChecks(b *testing.B, opts Options) {
+	m, _ := setup(b, opts)
 	const watches = 20
 	for i := range watches {
 		if err := m.Watch(fmt.Sprintf("svc-%d", i), 100+i, command("exit 0", 20*time.Millisecond, time.Minute)); err != nil {

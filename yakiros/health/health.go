@@ -28,7 +28,9 @@
 // Reaping. As with package readiness, PID 1's loop reaps every child with
 // wait4(-1), so the Manager forks command checks itself, with its process
 // table locked, and the loop passes every exit that is no component's to
-// Exited, which claims those of checks.
+// Exited, which claims those of checks. With Options.Runner the checks are
+// forked by a runner process instead (runner.go), whose own exit Exited
+// claims the same way.
 //
 // Delivery. Results go to a queue, never to a channel send that could wait
 // for the loop. Cancel and a replacing Watch drop the old watch's queued
@@ -64,6 +66,11 @@ type Options struct {
 	// graph-resolver gives supervise.Logs.Pipe, so the output lands in the
 	// component's log. nil discards it.
 	Output func(name string) (*os.File, error)
+	// Runner, if set, is the binary that runs the command checks as
+	// RunnerName (runner.go): PID 1's own. Empty: the Manager forks them.
+	Runner string
+	// Log, if set, gets a line when the runner starts or ends.
+	Log func(format string, args ...any)
 }
 
 // Manager runs health checks. Its methods never block on a check.
@@ -79,6 +86,9 @@ type Manager struct {
 	reports map[string]report // the latest notify report of each component
 	seq     uint64            // numbers the reports
 	closed  bool
+	lastID  uint64            // numbers the watches
+	byID    map[uint64]*watch // command watches the runner runs
+	remote  *remote           // the runner, once started
 
 	checks supervise.Waiters // running command checks: their exits, from PID 1's reaper
 }
@@ -93,12 +103,14 @@ type report struct {
 // watch is one Watch call. Its fields do not change, except taken and
 // reading, which belong to its goroutine.
 type watch struct {
+	id       uint64
 	name     string
 	pid      int
 	cfg      config.Health
 	ctx      context.Context // ends at Cancel, replacement or Close
 	cancel   context.CancelFunc
 	reported chan struct{} // holds a token when a report arrived
+	remote   bool          // the runner runs its checks; no goroutine here
 
 	taken   uint64        // notify: the report the latest check took
 	reading chan struct{} // file: closed when a read that timed out returns
@@ -113,6 +125,13 @@ func NewManager(opts Options) *Manager {
 		pending: make(chan struct{}, 1),
 		watches: map[string]*watch{},
 		reports: map[string]report{},
+		byID:    map[uint64]*watch{},
+	}
+}
+
+func (m *Manager) logf(format string, args ...any) {
+	if m.opts.Log != nil {
+		m.opts.Log(format, args...)
 	}
 }
 
@@ -134,7 +153,21 @@ func (m *Manager) Watch(name string, pid int, cfg config.Health) error {
 		return fmt.Errorf("health of %s: manager closed", name)
 	}
 	m.dropLocked(name)
+	m.lastID++
+	w.id = m.lastID
 	m.watches[name] = w
+	if cfg.Method == config.HealthCommand && m.opts.Runner != "" {
+		m.byID[w.id] = w
+		w.remote = true
+		err := m.sendWatchLocked(w)
+		if err == nil {
+			return nil
+		}
+		// Checks forked here cost PID 1 more, but they run.
+		m.logf("health of %s: %v; forking its checks from PID 1", name, err)
+		delete(m.byID, w.id)
+		w.remote = false
+	}
 	m.wg.Add(1)
 	go m.run(w)
 	return nil
@@ -189,7 +222,10 @@ func (m *Manager) Close() {
 	for _, w := range m.watches {
 		w.cancel()
 	}
-	m.watches, m.queue, m.reports = nil, nil, nil
+	m.watches, m.queue, m.reports, m.byID = nil, nil, nil, nil
+	if m.remote != nil {
+		m.remote.conn.Close() // the runner sees the end, kills its checks and exits
+	}
 	m.mu.Unlock()
 	m.wg.Wait()
 }
@@ -202,6 +238,12 @@ func (m *Manager) dropLocked(name string) {
 	}
 	w.cancel()
 	delete(m.watches, name)
+	if w.remote {
+		delete(m.byID, w.id)
+		if m.remote != nil {
+			m.sendLocked(m.remote, runnerMsg{Cancel: w.id}, -1)
+		}
+	}
 	kept := m.queue[:0]
 	for _, r := range m.queue {
 		if r.Name != name {

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -103,6 +104,12 @@ func bootMachine() (*os.File, []error) {
 // its exit status. As PID 1 it returns only if powering off failed.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	pid1 := os.Getpid() == 1
+	if pid1 {
+		// PID 1 is an event loop with helpers that mostly wait: one P
+		// serves it, and spares it the wake-ups of idle threads handing
+		// work to each other (costly where every switch is emulated).
+		runtime.GOMAXPROCS(1)
+	}
 	fs := flag.NewFlagSet("graph-resolver", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	configDir := fs.String("config-dir", "/etc/graph.d", "")
@@ -177,7 +184,16 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	}
 	defer l.closeIsolation()
-	l.checks = health.NewManager(health.Options{Output: logs.Pipe})
+	// Command checks run in a runner process (PID 1's own binary), so
+	// that forking and reaping them costs PID 1 nothing; see
+	// yakiros/health/runner.go.
+	opts := health.Options{Output: logs.Pipe, Log: log.Infof}
+	if self, err := os.Executable(); err != nil {
+		log.Warnf("health check runner: %v; command checks are forked by PID 1", err)
+	} else {
+		opts.Runner = self
+	}
+	l.checks = health.NewManager(opts)
 	defer l.checks.Close()
 	if w, err := watchDir(*configDir, l.dirChanged); err != nil {
 		log.Warnf("%v; reload with SIGHUP or graphctl reload", err)

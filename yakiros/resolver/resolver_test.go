@@ -28,12 +28,16 @@ import (
 
 	"yakimg/yakiros/control"
 	"yakimg/yakiros/graphctl"
+	"yakimg/yakiros/health"
 )
 
 // echoServer is the real test-echo-server, built once before any test.
 var echoServer string
 
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == health.RunnerName { // PID 1's command checks run in this binary
+		os.Exit(health.RunnerMain())
+	}
 	if len(os.Args) > 1 && os.Args[1] == notifyHelper {
 		os.Exit(notifyService(os.Args[2:]))
 	}
