@@ -40,9 +40,12 @@ import (
 const RunnerName = "yakiros-health-runner"
 
 const (
-	// runnerBatch is how long the runner collects further results after
-	// one is ready, so the checks of one grid tick travel together.
-	runnerBatch = 30 * time.Millisecond
+	// The runner sends results once none has come for runnerQuiet, or
+	// runnerBatch after the first: the checks of one grid tick end over a
+	// spread of time (they are forked one after the other), and should
+	// travel together.
+	runnerQuiet = 50 * time.Millisecond
+	runnerBatch = 300 * time.Millisecond
 	// runnerWriteTimeout bounds a send to the runner: a runner that does
 	// not read is killed and replaced rather than ever blocking PID 1.
 	runnerWriteTimeout = time.Second
@@ -358,12 +361,28 @@ func serveRunner(conn *os.File) error {
 	var sendMu sync.Mutex
 	go func() {
 		for range local.Pending() {
-			time.Sleep(runnerBatch)
 			var results []runnerResult
-			for _, r := range local.Take() {
-				id, _ := strconv.ParseUint(r.Name, 10, 64)
-				results = append(results, runnerResult{ID: id, OK: r.OK, Reason: r.Reason, Start: r.Start.UnixNano(), End: r.End.UnixNano()})
+			take := func() {
+				for _, r := range local.Take() {
+					id, _ := strconv.ParseUint(r.Name, 10, 64)
+					results = append(results, runnerResult{ID: id, OK: r.OK, Reason: r.Reason, Start: r.Start.UnixNano(), End: r.End.UnixNano()})
+				}
 			}
+			take()
+			last := time.NewTimer(runnerBatch)
+			for collecting := true; collecting; {
+				quiet := time.NewTimer(runnerQuiet)
+				select {
+				case <-local.Pending():
+					take()
+				case <-quiet.C:
+					collecting = false
+				case <-last.C:
+					collecting = false
+				}
+				quiet.Stop()
+			}
+			last.Stop()
 			for len(results) > 0 {
 				n := min(len(results), maxResultsPerMessage)
 				if err := sendMsg(conn, runnerMsg{Results: results[:n]}, -1); err != nil {
