@@ -137,7 +137,11 @@ func printFrame(std Stdio, kind string, f report.Frame) {
 	case report.KindHello:
 		var h report.Hello
 		if json.Unmarshal(f.Payload, &h) == nil {
-			fmt.Fprintf(std.Stderr, "guest: runner %s, image %s, suites %s\n", h.Runner, h.ImageDigest, strings.Join(h.Suites, ","))
+			resumed := ""
+			if h.Resumed {
+				resumed = " (the run resumed after a kexec)"
+			}
+			fmt.Fprintf(std.Stderr, "guest: runner %s, image %s, suites %s%s\n", h.Runner, h.ImageDigest, strings.Join(h.Suites, ","), resumed)
 		}
 	case report.KindEvent:
 		var e report.Event

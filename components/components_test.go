@@ -61,6 +61,9 @@ var want = map[string]decl{
 		config.Service, []string{"network.configured"}, []string{"test.isolated.user"}},
 	"test-checkpoint-service": {"/usr/local/bin/test-checkpoint-service", []string{"--listen", "127.0.0.1:7075"},
 		config.Service, []string{"network.configured"}, []string{"test.checkpoint"}},
+	"test-criu-fallback": {"/usr/local/bin/test-echo-server", []string{"--listen", "127.0.0.1:7076"},
+		config.Service, []string{"network.configured"}, []string{"test.criu-fallback"}},
+	"test-criu-restart": {"/bin/busybox", []string{"sleep", "86400"}, config.Service, []string{"filesystem.run"}, []string{"test.criu-restart"}},
 }
 
 func load(t *testing.T) map[string]config.Component {
@@ -102,8 +105,9 @@ func TestDeclarationsLoad(t *testing.T) {
 // The readiness methods the basic suite's readiness-methods case expects:
 // each of the three the image can exercise, on one service each.
 var wantReadiness = map[string]config.Readiness{
-	"test-echo-server": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
-	"test-file-server": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
+	"test-echo-server":   {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
+	"test-file-server":   {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
+	"test-criu-fallback": {Method: config.ReadyNotify, Timeout: 20 * time.Second, Interval: 5 * time.Second},
 	"test-web-server": {Method: config.ReadyCommand, Command: webReadiness,
 		Timeout: 20 * time.Second, Interval: time.Second},
 	"test-database": {Method: config.ReadyFile, File: "/run/test-database.ready",

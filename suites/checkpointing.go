@@ -1,10 +1,12 @@
 package suites
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +25,9 @@ import (
 // restore gives the same state back in a process YakirOS supervises again;
 // the metadata says what it should; list, rm, cleanup and the quota do what
 // they say; a corrupted image is refused and the component starts fresh.
+// Then upgrade's fallback chain: CRIU keeps the memory; a dump criu
+// refuses hands over to fd passing; a service no level but a restart can
+// upgrade is restarted; every attempt is reported with its reason.
 var checkpointing = Suite{
 	Name: "checkpointing",
 	Cases: []Case{
@@ -33,6 +38,9 @@ var checkpointing = Suite{
 		{Name: "list-rm-usage", Timeout: 90 * time.Second, Run: listRmUsage},
 		{Name: "cleanup-keep-quota-max-age", Timeout: 120 * time.Second, Run: cleanupKeepQuotaMaxAge},
 		{Name: "corrupt-image-refused-starts-fresh", Timeout: 90 * time.Second, Run: corruptImageRefused},
+		{Name: "upgrade-criu-keeps-memory", Timeout: 120 * time.Second, Run: upgradeCRIUKeepsMemory},
+		{Name: "upgrade-criu-dump-fails-fd-passing", Timeout: 90 * time.Second, Run: upgradeDumpFailsFDPassing},
+		{Name: "upgrade-every-level-fails-to-restart", Timeout: 90 * time.Second, Run: upgradeFallsToRestart},
 	},
 }
 
@@ -406,5 +414,129 @@ func checkpointStopRestore(t *T) {
 	got := svcStateOf(t)
 	if got.Counter != want.Counter || !slices.Equal(got.Messages, want.Messages) || got.Pid != r.Pid {
 		t.Fatalf("restored %+v; want counter %d, messages %q in pid %d", got, want.Counter, want.Messages, r.Pid)
+	}
+}
+
+// upgradeCRIU runs `graphctl --json upgrade <comp> args…`, checks that the
+// attempts went as want says ("criu ok", "criu failed, fd-passing ok" …)
+// and returns the answer.
+func upgradeCRIU(t *T, comp, want string, args ...string) control.UpgradeData {
+	var d control.UpgradeData
+	stderr, err := ckptCmd(t, &d, append([]string{"upgrade", comp}, args...)...)
+	if err != nil {
+		t.Fatalf("upgrade %s: %v: %s", comp, err, stderr)
+	}
+	var got []string
+	for _, a := range d.Attempts {
+		got = append(got, a.Method+" "+a.Outcome)
+		t.Logf("%s: %s %s in %.0f ms: %s", comp, a.Method, a.Outcome, a.DurationMS, a.Detail)
+	}
+	if strings.Join(got, ", ") != want || d.NewPid <= 0 {
+		t.Fatalf("upgrade %s answered %+v; want attempts %q and a pid", comp, d, want)
+	}
+	return d
+}
+
+// A CRIU upgrade (no --binary) keeps everything the service has in memory,
+// and its restored process is the component's, ACTIVE with its capability.
+func upgradeCRIUKeepsMemory(t *T) {
+	c := waitActive(t, ckptComp, 0, 60*time.Second)
+	freshState(t)
+	for range 3 {
+		ckptHTTP(t, http.MethodPost, "/increment", "")
+	}
+	ckptHTTP(t, http.MethodPost, "/message", "kept by the upgrade")
+	before := svcStateOf(t)
+	d := upgradeCRIU(t, ckptComp, "criu ok")
+	t.Metric("criu_upgrade_ms", d.DurationMS)
+	t.Metric("criu_upgrade_attempt_ms", d.Attempts[0].DurationMS)
+	if d.OldPid != c.Pid {
+		t.Fatalf("upgrade replaced pid %d; the service ran as %d", d.OldPid, c.Pid)
+	}
+	after := svcStateOf(t)
+	if after.Counter != before.Counter || !slices.Equal(after.Messages, before.Messages) || after.Pid != d.NewPid {
+		t.Fatalf("after the CRIU upgrade the service is %+v; want counter %d, messages %q in pid %d", after, before.Counter, before.Messages, d.NewPid)
+	}
+	if got := strings.TrimSpace(ckptHTTP(t, http.MethodPost, "/increment", "")); got != fmt.Sprint(before.Counter+1) {
+		t.Fatalf("the counter went on to %s; want %d", got, before.Counter+1)
+	}
+	if s := waitActive(t, ckptComp, 0, 10*time.Second); s.Pid != d.NewPid {
+		t.Fatalf("status shows pid %d; the upgrade restored %d", s.Pid, d.NewPid)
+	}
+	if s := capStatus(t, ckptCap); s != "UP" {
+		t.Fatalf("capability %s is %s after the CRIU upgrade", ckptCap, s)
+	}
+	h := waitHealthy(t, ckptComp, 30*time.Second)
+	t.Logf("counter %d and %d messages kept from pid %d to pid %d in %.0f ms; health %s", after.Counter, len(after.Messages),
+		d.OldPid, d.NewPid, d.DurationMS, h.Health)
+}
+
+const (
+	fallbackComp = "test-criu-fallback"
+	fallbackAddr = "127.0.0.1:7076"
+	restartComp  = "test-criu-restart"
+)
+
+// criu refuses to dump test-criu-fallback; the process runs on and hands
+// its sockets over by fd passing: a client connected before the upgrade
+// is answered by the new instance on the same connection.
+func upgradeDumpFailsFDPassing(t *T) {
+	waitActive(t, fallbackComp, 0, 60*time.Second)
+	var conn net.Conn
+	var err error
+	for range 100 { // ACTIVE once ready, but be patient with a slow guest
+		if conn, err = net.DialTimeout("tcp", fallbackAddr, 5*time.Second); err == nil {
+			break
+		}
+		sleepCtx(t, 100*time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", fallbackAddr, err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	echo := func(line string) string {
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := fmt.Fprintln(conn, line); err != nil {
+			t.Fatalf("send %q: %v", line, err)
+		}
+		reply, err := r.ReadString('\n')
+		if err != nil || !strings.HasSuffix(reply, " "+line+"\n") {
+			t.Fatalf("echo %q: %q, %v", line, reply, err)
+		}
+		return strings.Fields(reply)[0]
+	}
+	before := echo("before the upgrade")
+	d := upgradeCRIU(t, fallbackComp, "criu failed, fd-passing ok")
+	if !strings.Contains(d.Attempts[0].Detail, "criu dump") || !strings.Contains(d.Attempts[0].Detail, "runs on") {
+		t.Fatalf("the criu attempt says %q; want criu dump's reason and that the old instance runs on", d.Attempts[0].Detail)
+	}
+	if d.NewPid == d.OldPid {
+		t.Fatalf("fd passing kept pid %d", d.OldPid)
+	}
+	after := echo("after the upgrade")
+	if after == before {
+		t.Fatalf("the connection is answered as %q before and after the upgrade; want the new instance", after)
+	}
+	t.Metric("criu_fallback_upgrade_ms", d.DurationMS)
+	t.Logf("same connection answered by %s, then %s (pid %d → %d)", before, after, d.OldPid, d.NewPid)
+}
+
+// test-criu-restart speaks no protocol: criu refuses to dump it, fd
+// passing gets no answer, a restart runs the new instance.
+func upgradeFallsToRestart(t *T) {
+	c := waitActive(t, restartComp, 0, 60*time.Second)
+	d := upgradeCRIU(t, restartComp, "criu failed, fd-passing failed, restart ok", "--timeout", "2s")
+	if !strings.Contains(d.Attempts[0].Detail, "criu dump") || !strings.Contains(d.Attempts[1].Detail, "no handoff result") {
+		t.Fatalf("attempts %+v; want criu dump's reason, then fd passing's timeout", d.Attempts)
+	}
+	if d.OldPid != c.Pid || d.NewPid == c.Pid {
+		t.Fatalf("restart: pid %d → %d; the component ran as %d", d.OldPid, d.NewPid, c.Pid)
+	}
+	if s := waitActive(t, restartComp, c.Pid, 20*time.Second); s.Pid != d.NewPid {
+		t.Fatalf("status shows pid %d; the upgrade started %d", s.Pid, d.NewPid)
+	}
+	if s := capStatus(t, "test.criu-restart"); s != "UP" {
+		t.Fatalf("capability test.criu-restart is %s after the restart", s)
 	}
 }

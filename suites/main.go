@@ -2,6 +2,7 @@ package suites
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ type options struct {
 	graphctl   string
 	imageInfo  string
 	cmdline    string
+	state      string // the resume state file; "" derives it from the kernel command line
 	noPoweroff bool
 }
 
@@ -94,6 +96,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.graphctl, "graphctl", "/usr/bin/graphctl", "graphctl binary")
 	fs.StringVar(&o.imageInfo, "image-info", "/etc/yakimg/image.json", "image identity written by the builder")
 	fs.StringVar(&o.cmdline, "cmdline", "/proc/cmdline", "kernel command line")
+	fs.StringVar(&o.state, "state", "", "where the run's progress is saved across a kexec (default: yakimg-runner.json in the kexec state directory, /checkpoint or yakiros.checkpoint=)")
 	fs.BoolVar(&o.noPoweroff, "no-poweroff", false, "do not power off when done (for runs outside a guest)")
 	// Errors are reported as one line by the caller; usage only on --help.
 	fs.SetOutput(io.Discard)
@@ -154,65 +157,103 @@ func cmdlineSuites(path string) ([]string, error) {
 }
 
 // runSuites runs o.suites and writes hello, events, report and done to the
-// report channel. Failing to learn a fact about the guest leaves it empty in
-// the report and is logged; it does not stop the run.
+// report channel. After a kexec that a case asked for, it resumes the run
+// from the progress saved before (resume.go): hello again, the rest of
+// that case, the cases and suites after it, and the one report. Failing to
+// learn a fact about the guest leaves it empty in the report and is
+// logged; it does not stop the run.
 func runSuites(ctx context.Context, o options, reg registry, stdout, stderr io.Writer) int {
-	code := 0
-	logErr := func(err error) {
-		if err != nil {
-			fmt.Fprintf(stderr, "yakimg-runner suites: %v\n", err)
-		}
-	}
-	channelErr := func(err error) {
-		if err != nil {
-			logErr(err)
-			code = 1
-		}
-	}
+	r := &runner{o: o, reg: reg, stdout: stdout, stderr: stderr, metrics: &metrics{}}
 	info, err := readImageInfo(o.imageInfo)
-	logErr(err)
+	r.logErr(err)
+	if r.statePath, err = statePath(o); err != nil {
+		r.logErr(err)
+	}
+	saved := r.loadResume()
 	ch, err := report.OpenSerial(o.channel)
 	if err != nil {
-		logErr(err)
+		r.logErr(err)
 		return 1
 	}
 	defer ch.Close()
-	w := report.NewWriter(ch)
-	channelErr(w.Hello(report.Hello{Runner: version.Version, ImageDigest: info.ImageDigest, Suites: o.suites}))
-
-	rep := &report.Report{
+	r.w = report.NewWriter(ch)
+	r.rep = &report.Report{
 		YakirosVersion: info.YakirosVersion,
 		Image:          report.Image{Digest: info.ImageDigest, LockDigest: info.LockDigest},
 		TestResults:    map[string]*report.SuiteResult{},
 	}
-	e := env{graphctl: o.graphctl, metrics: &metrics{}}
-	for _, name := range o.suites {
-		res := runSuite(ctx, e, reg, name, func(c report.Case) {
-			fmt.Fprintf(stdout, "%s %s/%s (%d ms)", strings.ToUpper(c.Status), name, c.Name, c.DurationMS)
-			if c.Message != "" {
-				fmt.Fprintf(stdout, ": %s", c.Message)
-			}
-			fmt.Fprintln(stdout)
-			channelErr(w.Event(report.Event{Suite: name, Case: c.Name, Status: c.Status, DurationMS: c.DurationMS, Message: c.Message}))
-		})
-		if res.Failed > 0 {
-			code = 1
+	r.rep.TestRunID, err = bootID()
+	r.logErr(err)
+	first := position{}
+	if saved != nil {
+		first = r.resume(saved)
+	}
+	r.channelErr(r.w.Hello(report.Hello{Runner: version.Version, ImageDigest: info.ImageDigest, Suites: r.o.suites, Resumed: saved != nil}))
+	for si := first.suite; si < len(r.o.suites); si++ {
+		name := r.o.suites[si]
+		from := position{suite: si}
+		if si == first.suite {
+			from = first
 		}
-		rep.TestResults[report.Key(name)] = res
+		res := r.runSuite(ctx, name, from)
+		if res.Failed > 0 {
+			r.code = 1
+		}
+		r.rep.TestResults[report.Key(name)] = res
 	}
 
-	rep.TestRunID, err = bootID()
-	logErr(err)
-	rep.VMConfig, err = vmConfig(info.OS)
-	logErr(err)
-	rep.PerformanceMetrics, err = pid1Metrics()
-	logErr(err)
-	for name, v := range e.metrics.values {
-		rep.PerformanceMetrics[name] = v
+	r.rep.VMConfig, err = vmConfig(info.OS)
+	r.logErr(err)
+	r.rep.PerformanceMetrics, err = pid1Metrics()
+	r.logErr(err)
+	for name, v := range r.metrics.snapshot() {
+		r.rep.PerformanceMetrics[name] = v
 	}
-	channelErr(w.Report(rep))
-	channelErr(drain(ch))
-	return code
+	r.channelErr(r.w.Report(r.rep))
+	r.channelErr(drain(ch))
+	return r.code
+}
+
+// runner is one run of the suites.
+type runner struct {
+	o              options
+	reg            registry
+	stdout, stderr io.Writer
+	w              *report.Writer
+	rep            *report.Report
+	metrics        *metrics
+	code           int
+	statePath      string
+
+	// Where the run is, for a case that asks for a kexec.
+	at         position
+	suiteStart time.Time
+	res        *report.SuiteResult // the current suite's cases so far
+	caseStart  time.Time
+}
+
+// position is a case of the run: o.suites[suite], its case number kase.
+// resumed, when set, is what that case saved before a kexec: it runs its
+// Resume half with it.
+type position struct {
+	suite, kase int
+	resumed     json.RawMessage
+	suiteStart  time.Time
+	caseStart   time.Time
+	res         *report.SuiteResult
+}
+
+func (r *runner) logErr(err error) {
+	if err != nil {
+		fmt.Fprintf(r.stderr, "yakimg-runner suites: %v\n", err)
+	}
+}
+
+func (r *runner) channelErr(err error) {
+	if err != nil {
+		r.logErr(err)
+		r.code = 1
+	}
 }
 
 // drainTimeout bounds the wait for a serial port that cannot transmit, so
@@ -232,28 +273,43 @@ func drain(ch *os.File) error {
 	}
 }
 
-// runSuite runs one suite, calling finished after each case. A known suite
-// this build does not implement is one skipped case saying so.
-func runSuite(ctx context.Context, e env, reg registry, name string, finished func(report.Case)) *report.SuiteResult {
-	start := time.Now()
-	res := &report.SuiteResult{Cases: []report.Case{}}
-	s, ok := reg.suite(name)
+// runSuite runs suite name from the case from names (a resumed run starts
+// in the middle), writing an event after each case. A known suite this
+// build does not implement is one skipped case saying so.
+func (r *runner) runSuite(ctx context.Context, name string, from position) *report.SuiteResult {
+	r.at, r.suiteStart, r.res = from, time.Now(), &report.SuiteResult{Cases: []report.Case{}}
+	if from.res != nil {
+		r.suiteStart, r.res = from.suiteStart, from.res
+	}
+	finished := func(c report.Case) {
+		r.res.Add(c)
+		fmt.Fprintf(r.stdout, "%s %s/%s (%d ms)", strings.ToUpper(c.Status), name, c.Name, c.DurationMS)
+		if c.Message != "" {
+			fmt.Fprintf(r.stdout, ": %s", c.Message)
+		}
+		fmt.Fprintln(r.stdout)
+		r.channelErr(r.w.Event(report.Event{Suite: name, Case: c.Name, Status: c.Status, DurationMS: c.DurationMS, Message: c.Message}))
+	}
+	s, ok := r.reg.suite(name)
 	if !ok {
-		c := report.Case{
+		finished(report.Case{
 			Name:    "not-implemented",
 			Status:  report.Skip,
-			Message: fmt.Sprintf("suite %s is not implemented in this build (available: %s)", name, strings.Join(reg.available(), ", ")),
+			Message: fmt.Sprintf("suite %s is not implemented in this build (available: %s)", name, strings.Join(r.reg.available(), ", ")),
+		})
+	}
+	e := env{graphctl: r.o.graphctl, metrics: r.metrics, kexec: r.requestKexec, cancel: r.cancelKexec}
+	for i := from.kase; i < len(s.Cases); i++ {
+		c := s.Cases[i]
+		r.at.kase, r.caseStart = i, time.Now()
+		if i == from.kase && from.resumed != nil {
+			finished(r.resumeCase(ctx, e, c, from))
+			continue
 		}
-		res.Add(c)
-		finished(c)
+		finished(runCase(ctx, e, c))
 	}
-	for _, c := range s.Cases {
-		rc := runCase(ctx, e, c)
-		res.Add(rc)
-		finished(rc)
-	}
-	res.DurationMS = time.Since(start).Milliseconds()
-	return res
+	r.res.DurationMS = time.Since(r.suiteStart).Milliseconds()
+	return r.res
 }
 
 // poweroffTimeout bounds the request; YakirOS may well stop the runner

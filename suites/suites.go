@@ -6,6 +6,7 @@
 package suites
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 )
@@ -22,6 +23,10 @@ type Case struct {
 	Name    string
 	Timeout time.Duration // zero means defaultTimeout
 	Run     func(*T)
+	// Resume is the rest of a case whose Run asked for a kexec (T.Kexec):
+	// the runner calls it in the next boot with the state Run saved. Its
+	// outcome is the case's.
+	Resume func(t *T, state json.RawMessage)
 }
 
 const defaultTimeout = 30 * time.Second

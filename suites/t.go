@@ -28,6 +28,11 @@ type T struct {
 type env struct {
 	graphctl string   // path of the graphctl binary
 	metrics  *metrics // where cases put performance metrics; nil drops them
+	// kexec saves the run's progress and asks for a kexec (T.Kexec);
+	// cancel removes the saved progress of one that did not happen. nil
+	// where the run cannot resume.
+	kexec  func(t *T, state any, args []string) error
+	cancel func() error
 }
 
 // metrics collects the performance metrics cases measure, for the report.
@@ -43,6 +48,17 @@ func (m *metrics) set(name string, v float64) {
 		m.values = map[string]float64{}
 	}
 	m.values[name] = v
+}
+
+// snapshot copies the metrics so far.
+func (m *metrics) snapshot() map[string]float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]float64, len(m.values))
+	for k, v := range m.values {
+		out[k] = v
+	}
+	return out
 }
 
 // Metric records a performance metric of the run (the report's

@@ -15,5 +15,7 @@
 //	QEMU died by a signal or exited non-zero      infra           5
 //	QEMU exited 0 without a report                report-missing  6
 //
-// QEMU's exit status alone never makes a boot pass.
+// QEMU's exit status alone never makes a boot pass. A run that goes on
+// after a kexec says hello once per boot; a hello from another image makes
+// the channel corrupt.
 package vm

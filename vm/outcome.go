@@ -152,6 +152,8 @@ func progress(t *report.Transcript) string {
 	switch {
 	case len(t.Events) > 0:
 		return fmt.Sprintf(" (%d case events arrived, then nothing)", len(t.Events))
+	case t.Hellos > 1:
+		return fmt.Sprintf(" (it said hello %d times, after each kexec, then nothing)", t.Hellos)
 	case t.Hello != nil:
 		return " (it said hello, then nothing)"
 	default:

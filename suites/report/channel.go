@@ -30,6 +30,9 @@ type Hello struct {
 	Runner      string   `json:"runner"`       // runner version
 	ImageDigest string   `json:"image_digest"` // build identity of the image
 	Suites      []string `json:"suites"`       // suites about to run
+	// Resumed is set on the hello of a run that goes on after a kexec
+	// (DESIGN §5): the host sees a second hello from the same image.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // Event reports one finished case.
@@ -139,7 +142,10 @@ func ParseLine(line []byte) (Frame, error) {
 
 // Transcript is everything decoded from one report channel.
 type Transcript struct {
-	Hello    *Hello
+	Hello *Hello
+	// Hellos counts the hello frames: a run resumed after a kexec says
+	// hello once per boot, always from the same image.
+	Hellos   int
 	Events   []Event
 	Report   *Report
 	Done     bool      // a done frame matched the report line
@@ -180,7 +186,11 @@ func (d *Decoder) Feed(line []byte) string {
 		if err := json.Unmarshal(f.Payload, &h); err != nil {
 			return bad(err)
 		}
+		if d.T.Hello != nil && h.ImageDigest != d.T.Hello.ImageDigest {
+			return bad(fmt.Errorf("hello from image %s after one from image %s: not the same run", h.ImageDigest, d.T.Hello.ImageDigest))
+		}
 		d.T.Hello = &h
+		d.T.Hellos++
 	case KindEvent:
 		var e Event
 		if err := json.Unmarshal(f.Payload, &e); err != nil {

@@ -146,7 +146,7 @@ type UpgradeData struct {
 
 // UpgradeAttempt is one method tried by "upgrade".
 type UpgradeAttempt struct {
-	Method     string  `json:"method"`  // fd-passing | restart
+	Method     string  `json:"method"`  // criu | fd-passing | restart
 	Outcome    string  `json:"outcome"` // ok | failed | skipped
 	Detail     string  `json:"detail"`
 	DurationMS float64 `json:"duration_ms"`

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,9 +74,18 @@ Commands (each with an example below it):
   kexec --dry-run <kernel> [--initrd F] [--append S]
                             run every check of a live kernel upgrade's seven
                             phases, change nothing, give a verdict per phase
-                            (exit 1 when one fails); a real kexec is not
-                            implemented yet
+                            (exit 1 when one fails)
                               graphctl kexec --dry-run /boot/vmlinuz-6.1.0-50-cloud-amd64
+  kexec --yes <kernel> [--initrd F] [--append S]
+                            live kernel upgrade: the checks, CRIU checkpoints of
+                            the running services into /checkpoint, the manifest,
+                            then reboot into the kernel (the command line is the
+                            running one's without --append); the next boot
+                            restores the services. Anything failing first
+                            abandons it and every service runs on (exit 1)
+                              graphctl kexec --yes /boot/vmlinuz-6.1.0-50-cloud-amd64 --initrd /boot/initramfs.cpio.zst
+  kexec-status              what the boot after a live kernel upgrade restored
+                              graphctl kexec-status
   checkpoint <comp> [--stop] CRIU dump of a running service into /checkpoint/<comp>/<id>/
                             (it keeps running unless --stop or leave_running = false);
                             retention then removes what is over max_age, keep or quota
@@ -118,7 +128,8 @@ Example:
 const upgradeWait = 75 * time.Second
 
 // kexecWait is how long graphctl waits for a kexec dry run: criu runs
-// twice, each bounded to 20 s.
+// twice, each bounded to 20 s. A real kexec checkpoints every service as
+// well: it may take up to control.MaxWait.
 const kexecWait = 60 * time.Second
 
 // Main runs graphctl with args (without the program name) and returns its
@@ -154,6 +165,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	if req.Command == "kexec" {
 		req.WaitMS = kexecWait.Milliseconds()
+		if slices.Contains(req.Args, "--yes") && !slices.Contains(req.Args, "--dry-run") {
+			req.WaitMS = control.MaxWait.Milliseconds()
+		}
 	}
 	resp, err := control.Do(ctx, *socket, req)
 	if err != nil {

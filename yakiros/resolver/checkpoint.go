@@ -34,6 +34,10 @@ import (
 // checkpointDir is the store's root: the persistent partition.
 var checkpointDir = checkpoint.DefaultDir
 
+// findCRIU locates criu; tests put a stand-in there to make a level of
+// upgrade's fallback chain fail on purpose.
+var findCRIU = checkpoint.Find
+
 // checkpointer is the loop's checkpoint state.
 type checkpointer struct {
 	store checkpoint.Store
@@ -61,6 +65,9 @@ type ckptOp struct {
 	u       *unit
 	restore bool
 	start   time.Time
+	// up: the CRIU level of this upgrade (upgrade_criu.go), which takes
+	// the outcomes and replies; call is nil then.
+	up *upgrade
 
 	// checkpoint
 	pid   int
@@ -84,6 +91,10 @@ type ckptOutcome struct {
 	pid     int                    // restore: the restored process
 	located *checkpoint.Checkpoint // restore: the checkpoint found good
 	ms      float64
+	// noCRIU: criu is missing or does not work here; nothing was tried.
+	// dumped: criu dump succeeded (without --leave-running the process
+	// is gone, whatever failed afterwards).
+	noCRIU, dumped bool
 }
 
 // criuFor finds criu and proves it works (`criu check`) once; a failure is
@@ -94,7 +105,7 @@ func (k *checkpointer) criuFor(ctx context.Context) (checkpoint.CRIU, checkpoint
 	if k.criu != nil {
 		return *k.criu, k.version, nil
 	}
-	path, err := checkpoint.Find()
+	path, err := findCRIU()
 	if err != nil {
 		return checkpoint.CRIU{}, checkpoint.Version{}, err
 	}
@@ -134,6 +145,8 @@ func (l *loop) ckptBusy(u *unit) string {
 		return fmt.Sprintf("'%s' is being checkpointed", u.Name)
 	case l.upgrades[u.Name] != nil:
 		return fmt.Sprintf("'%s' is being upgraded", u.Name)
+	case l.kexecBusy(u) != "":
+		return l.kexecBusy(u)
 	}
 	return ""
 }
@@ -178,11 +191,17 @@ func (l *loop) checkpointCommand(c *control.Call) {
 		how = "stopping it"
 	}
 	l.log.Infof("checkpointing component '%s' (pid %d), %s", name, u.pid, how)
+	policy := checkpointPolicy(u)
+	go func() { l.deliverCheckpoint(l.ckpt.dump(op, policy)) }()
+}
+
+// checkpointPolicy is the retention after a checkpoint of u.
+func checkpointPolicy(u *unit) checkpoint.Policy {
 	policy := checkpoint.DefaultPolicy
 	if u.Checkpoint.MaxAge > 0 {
 		policy.MaxAge = u.Checkpoint.MaxAge
 	}
-	go func() { l.deliverCheckpoint(l.ckpt.dump(op, policy)) }()
+	return policy
 }
 
 // parseNamed parses "<name> [flags]" or "[flags] <name>".
@@ -209,7 +228,7 @@ func (k *checkpointer) dump(op *ckptOp, policy checkpoint.Policy) ckptOutcome {
 	ctx := context.Background()
 	criu, version, err := k.criuFor(ctx)
 	if err != nil {
-		o.err = err
+		o.err, o.noCRIU = err, true
 		return o
 	}
 	now := time.Now()
@@ -226,7 +245,7 @@ func (k *checkpointer) dump(op *ckptOp, policy checkpoint.Policy) ckptOutcome {
 		o.err = err
 		return o
 	}
-	o.ms = msSince(t)
+	o.dumped, o.ms = true, msSince(t)
 	m := checkpoint.Metadata{ComponentName: op.u.Name, ID: id, OriginalPid: op.pid, Timestamp: now.Unix(),
 		Capabilities: op.caps, CriuVersion: version, LeaveRunning: op.leave, DumpMS: o.ms, Output: output}
 	if err := k.store.Seal(&m); err != nil {
@@ -397,6 +416,10 @@ func (k *checkpointer) restore(op *ckptOp, out *os.File) ckptOutcome {
 // onCheckpoint applies an outcome and replies.
 func (l *loop) onCheckpoint(o ckptOutcome) {
 	op, u := o.op, o.op.u
+	if op.up != nil {
+		l.onCRIUUpgrade(o)
+		return
+	}
 	if op.restore && op.cp == nil {
 		l.located(o)
 		return
@@ -432,13 +455,7 @@ func (l *loop) onCheckpoint(o ckptOutcome) {
 // fresh when the restore failed.
 func (l *loop) restored(o ckptOutcome) {
 	op, u := o.op, o.op.u
-	if o.err == nil && l.byName[u.Name] != u {
-		syscall.Kill(o.pid, syscall.SIGKILL)
-		o.err = errors.New("the component was removed meanwhile")
-	}
-	if o.err == nil && unix.Kill(o.pid, 0) != nil {
-		o.err = fmt.Errorf("restored process %d ended at once", o.pid)
-	}
+	o.err = l.restoreErr(o)
 	if o.err != nil {
 		l.log.Errorf("restore of component '%s' failed: %v; starting it fresh", u.Name, o.err)
 		if u.state == Starting && !u.alive {
@@ -447,6 +464,30 @@ func (l *loop) restored(o ckptOutcome) {
 		op.call.Reply(control.Fail(fmt.Sprintf("restore of component '%s' failed: %v; starting it fresh", u.Name, o.err)))
 		return
 	}
+	l.reattach(u, o)
+	d := control.RestoreData{Component: u.Name, ID: o.meta.ID, Pid: o.pid, OldPid: op.oldPid, State: u.state.String(), RestoreMS: o.ms}
+	op.call.Reply(control.OK(fmt.Sprintf("Component '%s' restored successfully from checkpoint %s\nPid: %d, state %s, restore took %.0f ms\n",
+		u.Name, d.ID, d.Pid, d.State, d.RestoreMS), d))
+}
+
+// restoreErr says why the outcome of a criu restore cannot be re-attached
+// to its component, or nil.
+func (l *loop) restoreErr(o ckptOutcome) error {
+	switch {
+	case o.err != nil:
+		return o.err
+	case l.byName[o.op.u.Name] != o.op.u:
+		syscall.Kill(o.pid, syscall.SIGKILL)
+		return errors.New("the component was removed meanwhile")
+	case unix.Kill(o.pid, 0) != nil:
+		return fmt.Errorf("restored process %d ended at once", o.pid)
+	}
+	return nil
+}
+
+// reattach makes the restored process of o u's process: its exit is u's,
+// and u is ACTIVE with its capabilities and health checks.
+func (l *loop) reattach(u *unit, o ckptOutcome) {
 	u.starts++
 	u.pid, u.alive, u.since, u.reason, u.status = o.pid, true, time.Now(), "", ""
 	u.health = healthState{}
@@ -456,9 +497,6 @@ func (l *loop) restored(o ckptOutcome) {
 	// restored one carries on from there: it will not report readiness a
 	// second time.
 	l.activate(u)
-	d := control.RestoreData{Component: u.Name, ID: o.meta.ID, Pid: o.pid, OldPid: op.oldPid, State: u.state.String(), RestoreMS: o.ms}
-	op.call.Reply(control.OK(fmt.Sprintf("Component '%s' restored successfully from checkpoint %s\nPid: %d, state %s, restore took %.0f ms\n",
-		u.Name, d.ID, d.Pid, d.State, d.RestoreMS), d))
 }
 
 func info(c checkpoint.Checkpoint) control.CheckpointInfo {

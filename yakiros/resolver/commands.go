@@ -14,7 +14,7 @@ import (
 // unknown command.
 const commands = "status, caps (or capabilities), log <component> [lines], readiness, check-readiness [component], " +
 	"tree <component>, rdeps <capability>, pending, simulate remove <component>, dot, check-cycles, analyze, validate, " +
-	"path <from> <to>, scc, order, inspect <component>, resolve, upgrade <component> [--binary PATH] [--timeout D], kexec --dry-run <kernel> [--initrd F] [--append S], " +
+	"path <from> <to>, scc, order, inspect <component>, resolve, upgrade <component> [--binary PATH] [--timeout D], kexec (--dry-run | --yes) <kernel> [--initrd F] [--append S], kexec-status, " +
 	"checkpoint <component> [--stop], restore <component> [id], checkpoint-list [component], checkpoint-rm <component> <id>, " +
 	"checkpoint-cleanup [--max-age D] [--keep N] [--quota BYTES] [component], checkpoint-usage, reload, poweroff, reboot"
 
@@ -48,6 +48,8 @@ func (l *loop) handle(c *control.Call) {
 		l.checkpointCommands(c)
 	case "kexec":
 		l.kexecCommand(c)
+	case "kexec-status":
+		l.kexecStatusCommand(c)
 	case "inspect":
 		c.Reply(l.inspect(req.Args))
 	case "reload":

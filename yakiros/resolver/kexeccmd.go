@@ -16,7 +16,7 @@ import (
 )
 
 // kexecUsage is the syntax of the kexec command.
-const kexecUsage = "usage: kexec --dry-run <kernel> [--initrd FILE] [--append CMDLINE]"
+const kexecUsage = "usage: kexec (--dry-run | --yes) <kernel> [--initrd FILE] [--append CMDLINE]"
 
 // kexecRequest is a parsed `kexec …` command.
 type kexecRequest struct {
@@ -56,9 +56,10 @@ func parseKexec(args []string) (kexecRequest, error) {
 	return r, nil
 }
 
-// kexecCommand answers `kexec`. Only the dry run exists: it runs every
-// check of the seven phases off the event loop (criu runs, files are read
-// and a probe file is synced) and replies from its goroutine.
+// kexecCommand answers `kexec`. The dry run runs every check of the seven
+// phases off the event loop (criu runs, files are read and a probe file is
+// synced) and replies from its goroutine; a real kexec (--yes) is
+// kexecUpgrade.
 func (l *loop) kexecCommand(c *control.Call) {
 	r, err := parseKexec(c.Request.Args)
 	switch {
@@ -69,7 +70,7 @@ func (l *loop) kexecCommand(c *control.Call) {
 		c.Reply(control.Fail("kexec: refused without --yes: a real kexec replaces the running kernel; try --dry-run"))
 		return
 	case !r.dryRun:
-		c.Reply(control.Fail("kexec: real kexec is not implemented yet; --dry-run checks whether it could proceed"))
+		l.kexecUpgrade(c, r)
 		return
 	}
 	var pids []int
@@ -79,24 +80,10 @@ func (l *loop) kexecCommand(c *control.Call) {
 		}
 	}
 	l.log.Infof("kexec dry run: kernel %s, initrd %q", r.kernel, r.initrd)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-l.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := l.untilQuit()
 	go func() {
 		defer cancel()
-		cmdline, _ := os.ReadFile("/proc/cmdline")
-		d := kexec.DryRun(ctx, kexec.Options{
-			Kernel:          r.kernel,
-			Initrd:          r.initrd,
-			Append:          r.append,
-			StateDir:        kexec.StateDirFrom(string(cmdline)),
-			CheckpointBytes: residentBytes(pids),
-		})
+		d := kexec.DryRun(ctx, dryRunOptions(r, residentBytes(pids)))
 		text := kexec.Text(d)
 		if d.OK {
 			l.log.Infof("kexec dry run: every phase passed")
@@ -107,6 +94,31 @@ func (l *loop) kexecCommand(c *control.Call) {
 		l.log.Warnf("kexec dry run failed: %s", strings.Join(failures, "; "))
 		c.Reply(control.FailWith("kexec dry run failed: "+strings.Join(failures, "; "), text, d))
 	}()
+}
+
+// untilQuit is a context that ends when the loop does.
+func (l *loop) untilQuit() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-l.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// dryRunOptions are the checks of r, with checkpoints of need bytes.
+func dryRunOptions(r kexecRequest, need int64) kexec.Options {
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	return kexec.Options{
+		Kernel:          r.kernel,
+		Initrd:          r.initrd,
+		Append:          r.append,
+		StateDir:        kexec.StateDirFrom(string(cmdline)),
+		CheckpointBytes: need,
+	}
 }
 
 // residentBytes sums the anonymous and shared-memory resident pages

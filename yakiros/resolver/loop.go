@@ -72,6 +72,12 @@ type loop struct {
 	iso isolation
 	// ckpt holds CRIU checkpoints and restores in progress (checkpoint.go).
 	ckpt *checkpointer
+	// kexec is a live kernel upgrade in progress, afterKexec what the boot
+	// after one restores, kexecNews their goroutines' outcomes, run on the
+	// loop (kexecupgrade.go, kexecboot.go).
+	kexec      *kexecRun
+	afterKexec *afterKexec
+	kexecNews  chan func()
 
 	// dirChanged is signalled by the config directory's watcher.
 	dirChanged chan struct{}
@@ -104,6 +110,7 @@ func newLoop(log *logger, pid1 bool, configDir string, logs *supervise.Logs, rea
 		handoffNews: make(chan handoffOutcome),
 		iso:         isolation{top: isolate.DefaultMount},
 		ckpt:        newCheckpointer(),
+		kexecNews:   make(chan func()),
 	}
 	l.spawn = func(spec supervise.Spec) (int, error) { return supervise.Start(spec, l.logs) }
 	kernel := &unit{
@@ -181,6 +188,8 @@ func (l *loop) run(ctx context.Context, calls <-chan *control.Call) machine.Acti
 			l.onHandoff(o)
 		case o := <-l.ckpt.news:
 			l.onCheckpoint(o)
+		case f := <-l.kexecNews:
+			f()
 		case <-l.dirChanged:
 			l.reloadAt = time.Now().Add(reloadDebounce)
 		case c := <-calls:
@@ -275,7 +284,7 @@ func (l *loop) resolve() (started []*unit) {
 		case l.cycles[u.Name] != "":
 			u.state, u.reason = Cycle, l.cycles[u.Name]
 		case l.missing(u) == "":
-			l.start(u)
+			l.startOrRestore(u)
 			started = append(started, u)
 		}
 	}

@@ -156,6 +156,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	for _, err := range errs {
 		log.Errorf("rejected: %v", err)
 	}
+	// Before anything forks: it reserves the pids of the processes a
+	// kexec checkpointed.
+	after := loadAfterKexec(log, pid1, comps)
 	// The control socket first: a second graph-resolver finds it taken
 	// and gives up before touching anything of the first's.
 	calls := make(chan *control.Call)
@@ -178,6 +181,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}()
 	}
 	l := newLoop(log, pid1, *configDir, logs, ready, readyErr, comps, errs)
+	l.setAfterKexec(after)
 	if pid1 {
 		if err := isolate.Mount(isolate.DefaultMount); err != nil {
 			log.Warnf("%v; components with [resources] or [isolation] cannot start", err)

@@ -21,11 +21,14 @@ import (
 )
 
 // Upgrades run new code for a running service (`graphctl upgrade`). The
-// first method that applies is tried: fd passing (the component declares
-// handoff = "fd-passing": the old instance hands its sockets, files and
-// state to the new one, the capability never drops), else a restart. A new
-// instance that fails to start or to take over leaves the old one serving;
-// the loop never waits for any of it.
+// levels are tried in order, each as the declaration allows, and every one
+// is reported with its outcome and reason: CRIU (a checkpointable service
+// upgraded without --binary: dumped and restored, its memory kept;
+// upgrade_criu.go), fd passing (the component declares handoff =
+// "fd-passing": the old instance hands its sockets, files and state to the
+// new one, the capability never drops), else a restart. A new instance that
+// fails to start or to take over leaves the old one serving; the loop never
+// waits for any of it.
 
 const (
 	// maxUpgradeTimeout bounds --timeout: graphctl waits for the answer.
@@ -40,6 +43,7 @@ type upgrade struct {
 	call    *control.Call
 	u       *unit
 	binary  string
+	newCode bool // --binary was given
 	timeout time.Duration
 	start   time.Time
 	data    control.UpgradeData
@@ -49,8 +53,9 @@ type upgrade struct {
 	newCtl  *handoff.Control // the new instance's upgrade socket
 	newExit *supervise.Exit  // the new instance ended, by itself or killed
 	killed  bool             // PID 1 killed the new instance
-	// inFlight: the handoff runs; an exit of the old instance meanwhile is
-	// kept in oldExit until the outcome says whether it handed over.
+	// inFlight: the handoff (or CRIU) runs; an exit of the old instance
+	// meanwhile is kept in oldExit until the outcome says whether it
+	// handed over (or was dumped).
 	inFlight bool
 	oldExit  *supervise.Exit
 	failure  *handoffFailure // the attempt failed; waiting for the new instance's exit
@@ -61,6 +66,9 @@ type upgrade struct {
 	// process other than OldPid, or as failed once it is FAILED or the
 	// deadline passes.
 	restartBy time.Time
+	// dumped: CRIU dumped and ended the old instance; the restore begins
+	// once its exit is in oldExit.
+	dumped *ckptOutcome
 }
 
 // handoffOutcome is what Upgrade.Wait said, delivered to the loop.
@@ -79,9 +87,18 @@ func (l *loop) upgradeCommand(c *control.Call) {
 	}
 	l.upgrades[up.u.Name] = up
 	l.log.Infof("upgrading component '%s' (pid %d) to %s", up.u.Name, up.u.pid, up.binary)
+	l.upgradeByCRIU(up)
+}
+
+// handOverOrRestart goes on with fd passing where the declaration allows
+// it, else with a restart.
+func (l *loop) handOverOrRestart(up *upgrade) {
 	switch {
 	case up.u.Handoff != config.HandoffFDPassing:
 		up.skip("fd-passing", fmt.Sprintf("handoff is %q", cmp.Or(up.u.Handoff, config.HandoffNone)))
+		l.restartFor(up)
+	case up.oldExit != nil:
+		up.skip("fd-passing", "the old instance is gone")
 		l.restartFor(up)
 	case up.u.ctl == nil:
 		up.skip("fd-passing", "the running instance was started without an upgrade socket")
@@ -122,6 +139,8 @@ func (l *loop) parseUpgrade(c *control.Call) (*upgrade, error) {
 		return nil, fmt.Errorf("upgrade: '%s' is %s; only a running ACTIVE or DEGRADED service is upgraded", name, u.state)
 	case l.upgrades[name] != nil:
 		return nil, fmt.Errorf("upgrade: '%s' is being upgraded already", name)
+	case l.ckpt.ops[name] != nil:
+		return nil, fmt.Errorf("upgrade: %s", l.ckptBusy(u))
 	case l.halt != nil:
 		return nil, errors.New("upgrade: shutting down")
 	}
@@ -136,7 +155,7 @@ func (l *loop) parseUpgrade(c *control.Call) (*upgrade, error) {
 	} else if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return nil, fmt.Errorf("upgrade: %s is not an executable file", bin)
 	}
-	up := &upgrade{call: c, u: u, binary: bin, timeout: *timeout, start: time.Now()}
+	up := &upgrade{call: c, u: u, binary: bin, newCode: *binary != "", timeout: *timeout, start: time.Now()}
 	up.data = control.UpgradeData{Component: name, Binary: bin, OldPid: u.pid}
 	return up, nil
 }
@@ -226,13 +245,9 @@ func (l *loop) onHandoff(o handoffOutcome) {
 	}
 	if o.err != nil {
 		up.newCtl.Close()
-		if e := up.oldExit; e != nil {
-			// The old instance died without handing over: now it counts
-			// as the component's exit.
-			up.oldExit = nil
-			l.byPid[e.Pid] = u
-			l.exited(*e)
-		}
+		// The old instance died without handing over: now it counts as
+		// the component's exit.
+		l.releaseOldExit(up)
 		var failed *handoff.FailedError
 		// The old instance never answered: it does not speak the protocol,
 		// and running the new code still needs a restart.
@@ -329,15 +344,27 @@ func (l *loop) restartFor(up *upgrade) {
 	next.Binary = up.binary
 	u.next = &next
 	up.restartBy = time.Now().Add(stopGrace + up.timeout)
+	if up.oldExit != nil {
+		// CRIU ended the old instance already: its kept exit completes
+		// the stop.
+		l.withdraw(u)
+		u.state, u.reason, u.then = Stopping, "upgrade to "+up.binary, Inactive
+		l.releaseOldExit(up)
+		return
+	}
 	l.stop(u, "upgrade to "+up.binary, Inactive)
 }
 
-// checkUpgrades ends every upgrade whose new instance died while its
-// readiness was being confirmed, and every restart-method upgrade whose
-// unit is running again, has failed or ran out of time.
+// checkUpgrades begins the restore of every CRIU upgrade whose dumped old
+// instance has been reaped, ends every upgrade whose new instance died
+// while its readiness was being confirmed, and every restart-method upgrade
+// whose unit is running again, has failed or ran out of time.
 func (l *loop) checkUpgrades(now time.Time) {
 	for _, up := range l.upgrades {
 		u := up.u
+		if l.restoreDumped(up) {
+			continue
+		}
 		if up.awaitingReady && (!u.alive || u.pid != up.data.NewPid) {
 			up.awaitingReady = false
 			l.finishUpgrade(up, "readiness", fmt.Sprintf("the new instance pid %d took over, then ended before it was ready (%s)", up.data.NewPid, u.reason))
