@@ -141,8 +141,13 @@ func TestNotifyReady(t *testing.T) {
 	if got, err := bufio.NewReader(conn).ReadString('\n'); err != nil || got != "v1 hello\n" {
 		t.Errorf("reply after READY=1 = %q, %v; want %q", got, err, "v1 hello\n")
 	}
-	if !strings.Contains(out.String(), "told "+sock+" it is ready") {
-		t.Errorf("stdout does not say it notified %s:\n%s", sock, out)
+	// The server logs after sending READY=1, and its output reaches out
+	// through a pipe: the line may come a moment after the datagram.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "told "+sock+" it is ready"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("stdout does not say it notified %s:\n%s", sock, out)
+			break
+		}
 	}
 }
 
