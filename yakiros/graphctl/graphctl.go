@@ -67,9 +67,11 @@ Commands (each with an example below it):
                             gave up (restarting too fast) try again
                               graphctl resolve
   upgrade <comp> [--binary PATH] [--timeout D]
-                            run new code: the old instance hands its sockets to
-                            the new one (handoff = "fd-passing"), else a restart;
-                            a new instance that fails leaves the old one serving
+                            run new code, the first level that applies: CRIU
+                            dump and restore (checkpointable, no --binary), the
+                            old instance handing its sockets to the new one
+                            (handoff = "fd-passing"), else a restart; a new
+                            instance that fails leaves the old one serving
                               graphctl upgrade test-echo-server --timeout 5s
   kexec --dry-run <kernel> [--initrd F] [--append S]
                             run every check of a live kernel upgrade's seven
