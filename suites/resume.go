@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"yakimg/internal/atomicfile"
 	"yakimg/suites/report"
 	"yakimg/yakiros/kexec"
 )
@@ -73,7 +74,7 @@ func (r *runner) loadResume() *resumeState {
 		return nil
 	}
 	if err == nil {
-		err = removeDurably(r.statePath)
+		err = atomicfile.RemoveDurable(r.statePath)
 	}
 	if err != nil {
 		r.logErr(fmt.Errorf("resume: %w; starting a new run", err))
@@ -159,12 +160,12 @@ func (r *runner) requestKexec(t *T, caseState any, args []string) error {
 	if err != nil {
 		return fmt.Errorf("encode the run's state: %w", err)
 	}
-	if err := writeDurably(r.statePath, b); err != nil {
-		return err
+	if err := atomicfile.WriteDurable(r.statePath, b); err != nil {
+		return fmt.Errorf("save the run's state: %w", err)
 	}
 	_, errOut, err := t.graphctl(append([]string{"kexec", "--yes"}, args...)...)
 	if err != nil {
-		if rerr := removeDurably(r.statePath); rerr != nil {
+		if rerr := atomicfile.RemoveDurable(r.statePath); rerr != nil {
 			r.logErr(rerr)
 		}
 		return fmt.Errorf("%w (%s)", err, firstLine(errOut))
@@ -173,48 +174,7 @@ func (r *runner) requestKexec(t *T, caseState any, args []string) error {
 }
 
 // cancelKexec removes the state file of a kexec that did not happen.
-func (r *runner) cancelKexec() error { return removeDurably(r.statePath) }
-
-// writeDurably writes path through a synced temporary file and a rename,
-// and syncs its directory: it must survive the kexec that follows.
-func writeDurably(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("save the run's state: %w", err)
-	}
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save the run's state to %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save the run's state: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func removeDurably(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove the run's state: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
+func (r *runner) cancelKexec() error { return atomicfile.RemoveDurable(r.statePath) }
 
 // Kexec asks YakirOS for a live kernel upgrade (`graphctl kexec --yes
 // args…`) once the run's progress and state (the case's, JSON-encoded)

@@ -5,6 +5,7 @@ package atomicfile
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +47,39 @@ func Write(path string, fill func(w io.Writer) error) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteDurable is WriteFile for state that must survive a crash or a
+// reboot right after it returns: once the file is in place, its directory
+// is synced too, so the rename itself is on disk.
+func WriteDurable(path string, data []byte) error {
+	if err := WriteFile(path, data); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// RemoveDurable removes path, if it is there, and syncs its directory, so
+// the removal is on disk when it returns.
+func RemoveDurable(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir syncs directory dir: what was created, renamed or removed in it
+// is on disk afterwards.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -67,3 +67,24 @@ func assertOnly(t *testing.T, dir, name string) {
 		t.Errorf("%s holds %q; want only %q", dir, names, name)
 	}
 }
+
+func TestWriteAndRemoveDurable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := WriteDurable(path, []byte("{}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "{}\n" {
+		t.Fatalf("after WriteDurable: %q, %v", b, err)
+	}
+	for range 2 { // a second removal finds nothing, which is no error
+		if err := RemoveDurable(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("after RemoveDurable: %v; want the file gone", err)
+	}
+	if err := WriteDurable(filepath.Join(t.TempDir(), "missing", "x"), nil); err == nil {
+		t.Error("WriteDurable into a missing directory succeeded")
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"yakimg/internal/atomicfile"
 )
 
 // ManifestFile is the name of the manifest in the state directory: what a
@@ -132,41 +134,7 @@ func WriteManifest(dir string, m Manifest) error {
 	if err != nil {
 		return err
 	}
-	return writeDurably(dir, ManifestFile, b)
-}
-
-// writeDurably writes dir/name through a synced temporary file and a
-// rename, then syncs dir, so that the file survives a kexec right after.
-func writeDurably(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.WriteDurable(filepath.Join(dir, ManifestFile), b)
 }
 
 // ReadManifest reads and decodes dir/manifest.json. ErrNoManifest means
@@ -203,9 +171,8 @@ func ReadManifest(dir, bootID string) (Manifest, error) {
 // RemoveManifest deletes dir/manifest.json (durably), so that it is used
 // at most once. A missing manifest is no error.
 func RemoveManifest(dir string) error {
-	err := os.Remove(filepath.Join(dir, ManifestFile))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove kexec manifest: %w", err)
+	if err := atomicfile.RemoveDurable(filepath.Join(dir, ManifestFile)); err != nil {
+		return fmt.Errorf("kexec manifest: %w", err)
 	}
-	return syncDir(dir)
+	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"yakimg/internal/atomicfile"
 )
 
 // PreKexecInfoFile is the reference's record of the kernel being left.
@@ -211,7 +213,7 @@ func writePreKexecInfo(p Plan, now time.Time) error {
 	} {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], kv[1])
 	}
-	return writeDurably(p.StateDir, PreKexecInfoFile, []byte(b.String()))
+	return atomicfile.WriteDurable(filepath.Join(p.StateDir, PreKexecInfoFile), []byte(b.String()))
 }
 
 // LastPid reads the kernel's last allocated pid (ns_last_pid).
