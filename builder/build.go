@@ -226,10 +226,14 @@ func assemble(ctx context.Context, o Options, work string) (*Manifest, error) {
 	o.progress("disk: root %d entries (%d KiB of files), checkpoint partition empty (%.1fs)", root.Len(), root.Size()>>10, time.Since(t).Seconds())
 
 	boot := &vm.BootSpec{
-		Kernel:   KernelFile,
-		Initrd:   InitramfsFile,
-		Disk:     DiskFile,
-		Append:   "console=ttyS0 panic=-1 quiet",
+		Kernel: KernelFile,
+		Initrd: InitramfsFile,
+		Disk:   DiskFile,
+		// softlockup_panic: a guest whose CPUs lock up (seen now and
+		// then under TCG: both vCPUs stuck in the kernel while processes
+		// are being created) panics within seconds, which the host reports
+		// as such, instead of running into the boot's timeout.
+		Append:   "console=ttyS0 panic=-1 softlockup_panic=1 quiet",
 		MemoryMB: o.Project.Image.MemoryMB,
 		CPUs:     o.Project.Image.CPUs,
 		Machine:  "pc",

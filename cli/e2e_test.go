@@ -244,8 +244,19 @@ func TestBootSuites(t *testing.T) {
 		requireOrSkip(t, "no image in "+img+": "+err.Error())
 	}
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	code, stdout, stderr := run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "10m", "--json", jsonPath)
+	boot := func() (int, string, string) {
+		return run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "10m", "--json", jsonPath)
+	}
+	code, stdout, stderr := boot()
 	t.Logf("summary:\n%s\nprogress:\n%s", stdout, stderr)
+	if code == vm.ExitPanic && strings.Contains(stdout, "softlockup") {
+		// An open problem, not of the suites: now and then both vCPUs of a
+		// TCG guest lock up in the kernel (softlockup_panic turns it into
+		// a panic). One more boot; any other failure fails at once.
+		t.Logf("the guest kernel locked up (soft lockup); booting once more")
+		code, stdout, stderr = boot()
+		t.Logf("summary:\n%s\nprogress:\n%s", stdout, stderr)
+	}
 	if code != vm.ExitPass {
 		t.Fatalf("yakimg boot exited %d; want 0", code)
 	}
