@@ -122,20 +122,38 @@ const (
 	RestoreLog = "restore.log"
 )
 
+// AfterDump is what becomes of a process tree once criu has dumped it.
+type AfterDump int
+
+const (
+	// EndTree: criu kills it; nothing it could do after the dump is lost.
+	EndTree AfterDump = iota
+	// LeaveRunning: it runs on (--leave-running).
+	LeaveRunning
+	// LeaveStopped: it is left stopped (SIGSTOP, --leave-stopped): a live
+	// kernel upgrade freezes each service at its checkpoint and lets it
+	// run on (SIGCONT) only if the upgrade is abandoned.
+	LeaveStopped
+)
+
 // DumpArgs is the criu command line dumping the process tree of pid into
 // dir. Components run as session leaders (supervise starts them with
 // setsid), so no --shell-job is needed.
-func DumpArgs(pid int, dir string, leaveRunning bool) []string {
+func DumpArgs(pid int, dir string, after AfterDump) []string {
 	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", DumpLog, "-v4"}
-	if leaveRunning {
+	switch after {
+	case LeaveRunning:
 		args = append(args, "--leave-running")
+	case LeaveStopped:
+		args = append(args, "--leave-stopped")
 	}
 	return args
 }
 
-// Dump checkpoints the process tree of pid into dir.
-func (c CRIU) Dump(ctx context.Context, pid int, dir string, leaveRunning bool) error {
-	if _, err := c.run(ctx, DumpTimeout, filepath.Join(dir, "criu-dump.out"), nil, DumpArgs(pid, dir, leaveRunning)...); err != nil {
+// Dump checkpoints the process tree of pid into dir. When the dump fails
+// criu lets the tree run on, whatever after says.
+func (c CRIU) Dump(ctx context.Context, pid int, dir string, after AfterDump) error {
+	if _, err := c.run(ctx, DumpTimeout, filepath.Join(dir, "criu-dump.out"), nil, DumpArgs(pid, dir, after)...); err != nil {
 		return fmt.Errorf("%w: %s", err, logTail(filepath.Join(dir, DumpLog)))
 	}
 	return nil

@@ -199,11 +199,14 @@ func TestParseMaxAgeAndVersion(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	if got, want := DumpArgs(42, "/c/x/1", true), "dump -t 42 -D /c/x/1 -o dump.log -v4 --leave-running"; strings.Join(got, " ") != want {
+	if got, want := DumpArgs(42, "/c/x/1", LeaveRunning), "dump -t 42 -D /c/x/1 -o dump.log -v4 --leave-running"; strings.Join(got, " ") != want {
 		t.Errorf("dump args %q", got)
 	}
-	if got := DumpArgs(42, "/c/x/1", false); slices.Contains(got, "--leave-running") {
+	if got := DumpArgs(42, "/c/x/1", EndTree); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--leave-") }) {
 		t.Errorf("dump args without leave-running: %q", got)
+	}
+	if got, want := DumpArgs(42, "/c/x/1", LeaveStopped), "dump -t 42 -D /c/x/1 -o dump.log -v4 --leave-stopped"; strings.Join(got, " ") != want {
+		t.Errorf("frozen dump args %q", got)
 	}
 	got := strings.Join(RestoreArgs("/c/x/1", "/c/x/1/p", "pipe:[7]"), " ")
 	if want := "restore -D /c/x/1 -o restore.log -v4 --restore-detached --pidfile /c/x/1/p --inherit-fd fd[3]:pipe:[7]"; got != want {

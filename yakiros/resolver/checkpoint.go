@@ -222,6 +222,33 @@ func parseNamed(fs *flag.FlagSet, args []string) (string, error) {
 	return name, nil
 }
 
+// dumpInto makes a checkpoint of pid, component name's process, in store:
+// a new checkpoint directory, criu's dump (after says what becomes of the
+// tree), the sealed metadata. start is when the dump began. dumped says
+// whether criu's dump succeeded, even if sealing then failed; on any error
+// the checkpoint's directory is gone.
+func dumpInto(ctx context.Context, criu checkpoint.CRIU, version checkpoint.Version, store checkpoint.Store, name string, pid int, caps string, after checkpoint.AfterDump) (m checkpoint.Metadata, start time.Time, dumped bool, err error) {
+	now := time.Now()
+	id, err := store.Create(name, now)
+	if err != nil {
+		return m, start, false, err
+	}
+	dir := store.Path(name, id)
+	output := checkpoint.OutputOf(pid) // before criu may end the process
+	start = time.Now()
+	if err := criu.Dump(ctx, pid, dir, after); err != nil {
+		os.RemoveAll(dir)
+		return m, start, false, err
+	}
+	m = checkpoint.Metadata{ComponentName: name, ID: id, OriginalPid: pid, Timestamp: now.Unix(),
+		Capabilities: caps, CriuVersion: version, LeaveRunning: after == checkpoint.LeaveRunning, DumpMS: msSince(start), Output: output}
+	if err := store.Seal(&m); err != nil {
+		os.RemoveAll(dir)
+		return m, start, true, err
+	}
+	return m, start, true, nil
+}
+
 // dump runs off the loop: criu dump, metadata, retention.
 func (k *checkpointer) dump(op *ckptOp, policy checkpoint.Policy) ckptOutcome {
 	o := ckptOutcome{op: op}
@@ -231,30 +258,20 @@ func (k *checkpointer) dump(op *ckptOp, policy checkpoint.Policy) ckptOutcome {
 		o.err, o.noCRIU = err, true
 		return o
 	}
-	now := time.Now()
-	id, err := k.store.Create(op.u.Name, now)
+	after := checkpoint.EndTree
+	if op.leave {
+		after = checkpoint.LeaveRunning
+	}
+	m, _, dumped, err := dumpInto(ctx, criu, version, k.store, op.u.Name, op.pid, op.caps, after)
+	o.dumped, o.ms = dumped, m.DumpMS
 	if err != nil {
 		o.err = err
 		return o
 	}
-	dir := k.store.Path(op.u.Name, id)
-	output := checkpoint.OutputOf(op.pid) // before criu may end the process
-	t := time.Now()
-	if err := criu.Dump(ctx, op.pid, dir, op.leave); err != nil {
-		os.RemoveAll(dir)
-		o.err = err
-		return o
-	}
-	o.dumped, o.ms = true, msSince(t)
-	m := checkpoint.Metadata{ComponentName: op.u.Name, ID: id, OriginalPid: op.pid, Timestamp: now.Unix(),
-		Capabilities: op.caps, CriuVersion: version, LeaveRunning: op.leave, DumpMS: o.ms, Output: output}
-	if err := k.store.Seal(&m); err != nil {
-		os.RemoveAll(dir)
-		o.err = err
-		return o
-	}
+	id := m.ID
 	o.meta = m
-	o.removed, err = k.store.Cleanup(op.u.Name, policy, now)
+	// The metadata's timestamp is the checkpoint's creation, to the second.
+	o.removed, err = k.store.Cleanup(op.u.Name, policy, time.Unix(m.Timestamp, 0))
 	if err != nil {
 		o.err = err
 		return o

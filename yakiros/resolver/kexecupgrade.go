@@ -206,24 +206,12 @@ func (k *checkpointer) dumpFrozen(ctx context.Context, store checkpoint.Store, s
 	if err != nil {
 		return kexec.Dumped{}, err
 	}
-	now := time.Now()
-	id, err := store.Create(s.Name, now)
+	m, start, dumped, err := dumpInto(ctx, criu, version, store, s.Name, s.Pid, caps, checkpoint.LeaveStopped)
+	d := kexec.Dumped{Name: s.Name, Pid: s.Pid, ID: m.ID, Path: store.Path(s.Name, m.ID), Timestamp: m.Timestamp, FrozenNS: start.UnixNano()}
 	if err != nil {
-		return kexec.Dumped{}, err
-	}
-	dir := store.Path(s.Name, id)
-	output := checkpoint.OutputOf(s.Pid)
-	t := time.Now()
-	if err := criu.DumpFrozen(ctx, s.Pid, dir); err != nil {
-		os.RemoveAll(dir)
-		return kexec.Dumped{}, err
-	}
-	d := kexec.Dumped{Name: s.Name, Pid: s.Pid, ID: id, Path: dir, Timestamp: now.Unix(), FrozenNS: t.UnixNano()}
-	m := checkpoint.Metadata{ComponentName: s.Name, ID: id, OriginalPid: s.Pid, Timestamp: now.Unix(),
-		Capabilities: caps, CriuVersion: version, DumpMS: msSince(t), Output: output}
-	if err := store.Seal(&m); err != nil {
-		os.RemoveAll(dir)
-		kexec.Resume([]kexec.Dumped{d}) // stopped by the dump, and not in the upgrade
+		if dumped {
+			kexec.Resume([]kexec.Dumped{d}) // stopped by the dump, and not in the upgrade
+		}
 		return kexec.Dumped{}, err
 	}
 	return d, nil
