@@ -62,7 +62,12 @@ func TestRestartPolicy(t *testing.T) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	logText := readFile(filepath.Join(in.logDir, "crasher.log"))()
+	// Its output is relayed through a pipe and may trail its exit.
+	var logText string
+	waitUntil(t, "crasher's third run in its log", func() bool {
+		logText = readFile(filepath.Join(in.logDir, "crasher.log"))()
+		return strings.Count(logText, "run\n") >= 3
+	})
 	if strings.Count(logText, "Starting component 'crasher'") != 3 || strings.Count(logText, "run\n") != 3 {
 		t.Errorf("crasher.log =\n%s\nwant three starts", logText)
 	}
