@@ -18,7 +18,6 @@
 package isolate
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -319,15 +318,18 @@ type Usage struct {
 }
 
 // Usage reads the group's current usage. Reading cgroup files does not
-// block, so the event loop may call it.
+// block, so the event loop may call it; `graphctl status` does, for every
+// isolated component, so it reads each file once (cpu.stat is the dear
+// one: reading it flushes the kernel's per-CPU statistics).
 func (g *Group) Usage() Usage {
 	u := Usage{MemoryCurrent: -1, PidsCurrent: -1, CPUUsageUS: -1, NrThrottled: -1, ThrottledUS: -1, OOMKills: -1}
 	u.MemoryCurrent = readNumber(filepath.Join(g.Path, "memory.current"))
 	u.PidsCurrent = readNumber(filepath.Join(g.Path, "pids.current"))
-	stat := filepath.Join(g.Path, "cpu.stat")
-	for key, dst := range map[string]*int64{"usage_usec": &u.CPUUsageUS, "nr_throttled": &u.NrThrottled, "throttled_usec": &u.ThrottledUS} {
-		if v, err := readKey(stat, key); err == nil {
-			*dst = v
+	if stat, err := readCgroupFile(filepath.Join(g.Path, "cpu.stat")); err == nil {
+		for key, dst := range map[string]*int64{"usage_usec": &u.CPUUsageUS, "nr_throttled": &u.NrThrottled, "throttled_usec": &u.ThrottledUS} {
+			if v, err := keyValue(stat, key); err == nil {
+				*dst = v
+			}
 		}
 	}
 	if v, err := readKey(filepath.Join(g.Path, "memory.events"), "oom_kill"); err == nil {
@@ -336,8 +338,35 @@ func (g *Group) Usage() Usage {
 	return u
 }
 
+// readCgroupFile reads a small cgroup file with plain system calls: kernfs
+// files can be polled, so os.ReadFile would register each one with Go's
+// network poller and unregister it on close, which doubles the system
+// calls of a status request.
+func readCgroupFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var data []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return data, nil
+		}
+		data = append(data, buf[:n]...)
+	}
+}
+
 func readNumber(path string) int64 {
-	data, err := os.ReadFile(path)
+	data, err := readCgroupFile(path)
 	if err != nil {
 		return -1
 	}
@@ -351,26 +380,30 @@ func readNumber(path string) int64 {
 // readKey reads the value of key from a flat-keyed cgroup file ("key
 // value" lines), as cgroup.events, memory.events and cpu.stat are.
 func readKey(path, key string) (int64, error) {
-	f, err := os.Open(path)
+	data, err := readCgroupFile(path)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
+	v, err := keyValue(data, key)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// keyValue finds key in the text of a flat-keyed file.
+func keyValue(data []byte, key string) (int64, error) {
+	for line := range strings.Lines(string(data)) {
+		k, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
 		if ok && k == key {
 			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("%s: %s: %w", path, key, err)
+				return 0, fmt.Errorf("%s: %w", key, err)
 			}
 			return n, nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return 0, fmt.Errorf("%s: no %q", path, key)
+	return 0, fmt.Errorf("no %q", key)
 }
 
 // cloneFlags maps namespace names (config's spelling) to clone flags.

@@ -362,3 +362,39 @@ func TestPidsLimit(t *testing.T) {
 	}
 	g.Kill()
 }
+
+// Flat-keyed cgroup files are read whole and looked up by key; a missing
+// file reads as not existing (OOMKills relies on it for groups without the
+// memory controller).
+func TestReadKey(t *testing.T) {
+	dir := t.TempDir()
+	stat := filepath.Join(dir, "cpu.stat")
+	text := "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nnr_periods 0\nnr_throttled 7\nthrottled_usec 89\n"
+	if err := os.WriteFile(stat, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int64{"usage_usec": 1234, "nr_throttled": 7, "throttled_usec": 89} {
+		if v, err := readKey(stat, key); err != nil || v != want {
+			t.Errorf("readKey(%s) = %d, %v; want %d", key, v, err, want)
+		}
+	}
+	if _, err := readKey(stat, "usage"); err == nil || !strings.Contains(err.Error(), `no "usage"`) {
+		t.Errorf("a key that is only a prefix: %v; want no \"usage\"", err)
+	}
+	if _, err := keyValue([]byte("oom_kill many\n"), "oom_kill"); err == nil {
+		t.Error("a value that is not a number was accepted")
+	}
+	if _, err := readKey(filepath.Join(dir, "memory.events"), "oom_kill"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v; want ErrNotExist", err)
+	}
+	if n := readNumber(stat); n != -1 {
+		t.Errorf("readNumber of a keyed file = %d; want -1", n)
+	}
+	one := filepath.Join(dir, "memory.current")
+	if err := os.WriteFile(one, []byte("8192\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := readNumber(one); n != 8192 {
+		t.Errorf("readNumber = %d; want 8192", n)
+	}
+}
