@@ -638,9 +638,9 @@ const (
 	// settle comes before each window: what the case did just before (the
 	// status polls of the previous case, starting the 20 services) and the
 	// garbage collection it leaves behind are not the checks' steady cost.
-	settle = 2 * time.Second
-	statusPolls  = 5               // graphctl status runs with the load, after loadWindow
-	loadDir      = "/run/health-load"
+	settle      = 2 * time.Second
+	statusPolls = 5 // graphctl status runs with the load, after loadWindow
+	loadDir     = "/run/health-load"
 	// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
 	// every Linux architecture Go supports.
 	clockTicks = 100
