@@ -761,7 +761,7 @@ func loadChecks(cs []component) (int, string) {
 // PID 1's own CPU time over a window of loadWindow, begun settle after
 // they are all healthy so that starting them is not counted (reported as
 // health_check_cpu_percent; the target, under 1 % of one core, is not
-// asserted here: emulation makes PID 1's wake-ups ~30 times dearer, and
+// asserted here: TCG emulation makes PID 1's wake-ups ~30 times dearer, and
 // yakiros/resolver's BenchmarkPID1HealthChecks measures the same load as a
 // real PID 1 on the host's CPU), and checks that graphctl status keeps
 // answering at once, listing all of them, while the checks run.
@@ -864,7 +864,7 @@ func twentyServicesCPU(t *T) {
 	t.Metric("health_check_runner_cpu_percent", runnerPercent)
 	// The checks are counted from when all were healthy, settle before the window.
 	expected := int((settle+elapsed)/time.Second) * loadServices
-	t.Logf("PID 1 used %d ms of CPU in %v with %d services checked every second (%d checks since all were healthy): %.2f%% of one core under emulation (%.2f%% without them; the target, < 1%% on hardware, is measured by BenchmarkPID1HealthChecks); the check runner (pid %d) %.2f%% itself, %.2f%% with its check processes; graphctl status answered %d times, slowest in %v",
+	t.Logf("PID 1 used %d ms of CPU in %v with %d services checked every second (%d checks since all were healthy): %.2f%% of one core in this VM (%.2f%% without them; the target, < 1%% on hardware, is measured by BenchmarkPID1HealthChecks); the check runner (pid %d) %.2f%% itself, %.2f%% with its check processes; graphctl status answered %d times, slowest in %v",
 		used*1000/clockTicks, elapsed.Round(time.Millisecond), loadServices, after-before, percent, idle, runner,
 		float64(runnerOwn)/clockTicks/elapsed.Seconds()*100, runnerPercent, statusPolls, slowest.Round(time.Millisecond))
 	if after-before < expected/2 {
