@@ -62,6 +62,22 @@ type svcState struct {
 	Pid      int      `json:"pid"`
 }
 
+// carriesOn checks that the restored test-checkpoint-service counts on
+// from counter, and that YakirOS shows it as the component's process,
+// ACTIVE within limit, with its capability UP.
+func carriesOn(t *T, pid, counter int, limit time.Duration) {
+	if got := strings.TrimSpace(ckptHTTP(t, http.MethodPost, "/increment", "")); got != fmt.Sprint(counter+1) {
+		t.Fatalf("the counter went on to %s; want %d", got, counter+1)
+	}
+	c := waitActive(t, ckptComp, 0, limit)
+	if c.Pid != pid {
+		t.Fatalf("status shows pid %d; the restored process is %d", c.Pid, pid)
+	}
+	if s := capStatus(t, ckptCap); s != "UP" {
+		t.Fatalf("capability %s is %s after the restore", ckptCap, s)
+	}
+}
+
 func ckptHTTP(t *T, method, path, body string) string {
 	req, err := http.NewRequestWithContext(t.ctx, method, "http://"+ckptAddr+path, strings.NewReader(body))
 	if err != nil {
@@ -200,16 +216,7 @@ func checkpointKillRestore(t *T) {
 	if after.Pid != r.Pid {
 		t.Fatalf("the service answers from pid %d, restore reported %d", after.Pid, r.Pid)
 	}
-	if got := strings.TrimSpace(ckptHTTP(t, http.MethodPost, "/increment", "")); got != fmt.Sprint(before.Counter+1) {
-		t.Fatalf("the counter went on to %s; want %d", got, before.Counter+1)
-	}
-	c := waitActive(t, ckptComp, 0, 10*time.Second)
-	if c.Pid != r.Pid {
-		t.Fatalf("status shows pid %d, restored %d", c.Pid, r.Pid)
-	}
-	if s := capStatus(t, ckptCap); s != "UP" {
-		t.Fatalf("capability %s is %s after the restore", ckptCap, s)
-	}
+	carriesOn(t, r.Pid, before.Counter, 10*time.Second)
 	restoredPid = r.Pid
 	h := waitHealthy(t, ckptComp, 30*time.Second)
 	t.Logf("counter %d and %d messages back in pid %d (checkpoint %s, dump %.0f ms, restore %.0f ms); health %s after %d checks",

@@ -329,16 +329,7 @@ func kexecLiveUpgradeResumed(t *T, raw json.RawMessage) {
 	if st.Counter != s.Counter || st.Pid != s.Pid {
 		t.Fatalf("after the kexec the service is %+v; want the restored pid %d with counter %d", st, s.Pid, s.Counter)
 	}
-	if got := strings.TrimSpace(ckptHTTP(t, http.MethodPost, "/increment", "")); got != fmt.Sprint(s.Counter+1) {
-		t.Fatalf("the counter went on to %s; want %d", got, s.Counter+1)
-	}
-	c := waitActive(t, ckptComp, 0, 30*time.Second)
-	if c.Pid != s.Pid {
-		t.Fatalf("status shows pid %d; the restored process is %d", c.Pid, s.Pid)
-	}
-	if cs := capStatus(t, ckptCap); cs != "UP" {
-		t.Fatalf("capability %s is %s", ckptCap, cs)
-	}
+	carriesOn(t, s.Pid, s.Counter, 30*time.Second)
 	var d control.KexecStatusData
 	if _, err := ckptCmd(t, &d, "kexec-status"); err != nil {
 		t.Fatalf("kexec-status: %v", err)
