@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,5 +97,18 @@ func TestCheckpointCommands(t *testing.T) {
 	}
 	if st := find(in.waitFor("echo ACTIVE", states(map[string]string{"echo": "ACTIVE"})), "echo"); st.Pid != pid {
 		t.Errorf("echo's pid changed from %d to %d", pid, st.Pid)
+	}
+
+	// Down (killed, and restart_max 0 keeps it down), a refused restore
+	// starts it fresh at once rather than leaving it FAILED.
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	in.waitFor("echo FAILED", states(map[string]string{"echo": "FAILED"}))
+	if code, _, stderr := in.ctl("restore", "echo"); code != 1 || !strings.Contains(stderr, "refused") || !strings.Contains(stderr, "starting it fresh") {
+		t.Errorf("restore of a down component without criu: %d %q; want a refusal starting it fresh", code, stderr)
+	}
+	if st := find(in.waitFor("echo ACTIVE again", states(map[string]string{"echo": "ACTIVE"})), "echo"); st.Pid == pid || st.Pid == 0 {
+		t.Errorf("echo after the refused restore: pid %d; want a new process (the old was %d)", st.Pid, pid)
 	}
 }
