@@ -138,9 +138,13 @@ const (
 
 // DumpArgs is the criu command line dumping the process tree of pid into
 // dir. Components run as session leaders (supervise starts them with
-// setsid), so no --shell-job is needed.
+// setsid), so no --shell-job is needed. A connection still in a listening
+// socket's queue, not yet accepted, is left out (--skip-in-flight): its
+// client sees it fail as it would any refused connection, where without
+// the flag any client connecting at that moment (a health check, say)
+// fails the whole dump. Established connections still fail it.
 func DumpArgs(pid int, dir string, after AfterDump) []string {
-	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", DumpLog, "-v4"}
+	args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", DumpLog, "-v4", "--skip-in-flight"}
 	switch after {
 	case LeaveRunning:
 		args = append(args, "--leave-running")

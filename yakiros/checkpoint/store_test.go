@@ -199,13 +199,13 @@ func TestParseMaxAgeAndVersion(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	if got, want := DumpArgs(42, "/c/x/1", LeaveRunning), "dump -t 42 -D /c/x/1 -o dump.log -v4 --leave-running"; strings.Join(got, " ") != want {
+	if got, want := DumpArgs(42, "/c/x/1", LeaveRunning), "dump -t 42 -D /c/x/1 -o dump.log -v4 --skip-in-flight --leave-running"; strings.Join(got, " ") != want {
 		t.Errorf("dump args %q", got)
 	}
 	if got := DumpArgs(42, "/c/x/1", EndTree); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--leave-") }) {
 		t.Errorf("dump args without leave-running: %q", got)
 	}
-	if got, want := DumpArgs(42, "/c/x/1", LeaveStopped), "dump -t 42 -D /c/x/1 -o dump.log -v4 --leave-stopped"; strings.Join(got, " ") != want {
+	if got, want := DumpArgs(42, "/c/x/1", LeaveStopped), "dump -t 42 -D /c/x/1 -o dump.log -v4 --skip-in-flight --leave-stopped"; strings.Join(got, " ") != want {
 		t.Errorf("frozen dump args %q", got)
 	}
 	got := strings.Join(RestoreArgs("/c/x/1", "/c/x/1/p", "pipe:[7]"), " ")
