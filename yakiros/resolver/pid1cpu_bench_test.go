@@ -71,7 +71,8 @@ func BenchmarkPID1HealthChecks(b *testing.B) {
 mount -t tmpfs -o mode=0755 tmpfs "$1"
 cp -a "$2/." "$1/"
 exec chroot "$1" /sbin/graph-resolver`, "sh", root, stage)
-	var output strings.Builder
+	// Written by exec's copying goroutine while waitFor may read it.
+	var output lockedBuffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
