@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -236,6 +237,20 @@ func TestBootTimeout(t *testing.T) {
 	t.Parallel()
 	hb := bootGuest(t, "hang", 15*time.Second)
 	hb.expect(t, ClassTimeout, ExitTimeout, "no report within 15s")
+	// Before the kill the monitor said where the vCPU was, in one line on
+	// stderr and in full in the console log.
+	if !regexp.MustCompile(`guest state at the timeout: CPU#0 RIP=[0-9a-f]{16} (running|halted)\n`).MatchString(hb.stderr) {
+		t.Errorf("stderr lacks the vCPU's state:\n%s", hb.stderr)
+	}
+	dump := hb.console[strings.Index(hb.console, "--- vm: guest state")+1:]
+	for _, want := range []string{"RIP=", "CR3=", "HLT="} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("console log's guest state lacks %s:\n%s", want, hb.console)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{16}: 0x[0-9a-f]{16} 0x[0-9a-f]{16}$`).MatchString(dump) {
+		t.Errorf("console log's guest state lacks the stack words:\n%s", hb.console)
+	}
 }
 
 func TestBootBadChecksum(t *testing.T) {

@@ -82,6 +82,7 @@ type booted struct {
 	obs        observation
 	console    *consoleSink
 	qemuOutput string
+	guestState string // the vCPUs' registers and stacks at a timeout
 	duration   time.Duration
 }
 
@@ -123,7 +124,8 @@ func boot(ctx context.Context, c Config, accel string, log io.Writer) booted {
 	go rep.serve(func(r io.Reader) { readFrames(r, &dec, c.OnFrame, dones) })
 
 	out := &tailBuffer{max: 4 << 10}
-	cmd := exec.Command(c.QEMU, c.args(accel, con.path, rep.path)...)
+	monitor := filepath.Join(dir, "monitor.sock")
+	cmd := exec.Command(c.QEMU, append(c.args(accel, con.path, rep.path), monitorArgs(monitor)...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = drainTime
 	fmt.Fprintf(c.Stderr, "vm: %s\n", strings.Join(cmd.Args, " "))
@@ -157,6 +159,7 @@ wait:
 		case <-exited:
 			break wait
 		case <-timeout.C:
+			b.guestState = askGuestState(c, monitor)
 			kill(killTimeout)
 		case <-cancelled:
 			cancelled = nil
@@ -178,6 +181,11 @@ wait:
 	}
 	con.finish()
 	rep.finish()
+	if b.guestState != "" && log != nil && b.console.logErr == nil {
+		// Straight to the log: the dump is not guest output and must not
+		// push the console's last lines out of the summary.
+		_, b.console.logErr = fmt.Fprintf(log, "\n--- vm: guest state when the timeout struck (QEMU monitor) ---\n%s", b.guestState)
+	}
 
 	st := cmd.ProcessState
 	b.obs.exitCode = st.ExitCode()

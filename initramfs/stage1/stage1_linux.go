@@ -65,6 +65,11 @@ func (s *stage1) boot(ctx context.Context) error {
 		return err
 	}
 	s.log.printf("mounted /dev, /proc, /sys")
+	// Where KASLR put the kernel: with it, the instruction pointers the
+	// host dumps from a hung guest can be looked up in System.map.
+	if text, err := kernelText("/proc/kallsyms"); err == nil {
+		s.log.printf("kernel text at %#x", text)
+	}
 
 	cfg, err := loadConfig("/"+ConfigPath, "/proc/cmdline")
 	if err != nil {
