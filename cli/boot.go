@@ -38,6 +38,7 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after `D` and exit 4")
 	jsonOut := fs.String("json", "", "write the report (with the outcome) as JSON to `FILE`")
 	accel := fs.String("accel", "auto", "QEMU accelerator: auto (probe KVM once, else TCG), tcg or kvm")
+	tcgThreads := fs.String("tcg-threads", vm.TCGThreadsSingle, "host threads for TCG's vCPUs: single (they take turns) or multi (one each: faster, but the guest may hang, see docs/VM-TESTING.md)")
 	appendArgs := fs.String("append", "", "extra kernel command line `ARGS`")
 	cache := fs.String("cache", rootfs.DefaultCacheDir(), "`DIR` where the accelerator probe verdict is remembered")
 	if code := parse(fs, args, std); code >= 0 {
@@ -62,6 +63,11 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 	case "auto", "tcg", "kvm":
 	default:
 		return fail(std, "boot", exitUsage, fmt.Errorf("--accel %q: want auto, tcg or kvm", *accel))
+	}
+	switch *tcgThreads {
+	case vm.TCGThreadsSingle, vm.TCGThreadsMulti:
+	default:
+		return fail(std, "boot", exitUsage, fmt.Errorf("--tcg-threads %q: want single or multi", *tcgThreads))
 	}
 	shown, consoleLog := dir, ""
 	if fi, err := os.Stat(dir); err == nil && fi.Mode().IsRegular() {
@@ -110,7 +116,7 @@ func runBoot(ctx context.Context, args []string, std Stdio) int {
 		cmdline = append(cmdline, *appendArgs)
 	}
 	cfg.Append = strings.Join(cmdline, " ")
-	cfg.Accel, cfg.Timeout = *accel, *timeout
+	cfg.Accel, cfg.TCGThreads, cfg.Timeout = *accel, *tcgThreads, *timeout
 	cfg.ConsoleLog, cfg.CacheDir = consoleLog, *cache
 	cfg.Stderr = std.Stderr
 	cfg.OnFrame = func(kind string, f report.Frame) { printFrame(std, kind, f) }
@@ -172,18 +178,19 @@ type jsonOutcome struct {
 	Class      string `json:"class"`
 	Detail     string `json:"detail"`
 	Accel      string `json:"accel"`
+	TCGThreads string `json:"tcg_threads,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	ConsoleLog string `json:"console_log"`
 }
 
 func writeJSONReport(path string, o *vm.Outcome, consoleLog string) error {
 	out := jsonReport{Outcome: jsonOutcome{
-		ExitCode: o.ExitCode, Class: o.Class, Detail: o.Detail, Accel: o.Accel,
+		ExitCode: o.ExitCode, Class: o.Class, Detail: o.Detail, Accel: o.Accel, TCGThreads: o.TCGThreads,
 		DurationMS: o.Duration.Milliseconds(), ConsoleLog: consoleLog,
 	}}
 	if o.Transcript != nil && o.Transcript.Report != nil {
 		r := *o.Transcript.Report
-		r.VMConfig.Accel = o.Accel
+		r.VMConfig.Accel, r.VMConfig.TCGThreads = o.Accel, o.TCGThreads
 		out.Report = &r
 	}
 	data, err := json.MarshalIndent(out, "", "  ")

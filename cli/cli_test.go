@@ -22,6 +22,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"boot", "--suite", "no-such-suite"}, `unknown suite "no-such-suite"; known suites: smoke`},
 		{[]string{"boot", "--timeout", "-1s"}, "--timeout must be positive"},
 		{[]string{"boot", "--accel", "xen"}, `--accel "xen"`},
+		{[]string{"boot", "--tcg-threads", "auto"}, `--tcg-threads "auto": want single or multi`},
 		{[]string{"boot", filepath.Join(t.TempDir(), "nothing-here")}, "build an image with 'yakimg build"},
 		{[]string{"build", "extra"}, `unexpected argument "extra"`},
 	} {

@@ -244,22 +244,8 @@ func TestBootSuites(t *testing.T) {
 		requireOrSkip(t, "no image in "+img+": "+err.Error())
 	}
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	boot := func() (int, string, string) {
-		return run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "10m", "--json", jsonPath)
-	}
-	code, stdout, stderr := boot()
+	code, stdout, stderr := run(t, "boot", img, "--suite", strings.Join(suites.Available(), ","), "--accel", "tcg", "--timeout", "10m", "--json", jsonPath)
 	t.Logf("summary:\n%s\nprogress:\n%s", stdout, stderr)
-	lockup := code == vm.ExitPanic && strings.Contains(stdout, "softlockup")
-	if lockup || code == vm.ExitTimeout {
-		// An open problem, not of the suites: now and then a TCG guest
-		// stops in the kernel — both vCPUs in a soft lockup
-		// (softlockup_panic turns it into a panic), or, seen once after
-		// a kexec, a vCPU spinning with the console silent until the
-		// deadline. One more boot; any other failure fails at once.
-		t.Logf("the guest kernel locked up (exit %d); booting once more", code)
-		code, stdout, stderr = boot()
-		t.Logf("summary:\n%s\nprogress:\n%s", stdout, stderr)
-	}
 	if code != vm.ExitPass {
 		t.Fatalf("yakimg boot exited %d; want 0", code)
 	}
@@ -273,8 +259,9 @@ func TestBootSuites(t *testing.T) {
 			Cases          []struct{ Name, Status string }
 		} `json:"test_results"`
 		VMConfig struct {
-			Accel  string `json:"accel"`
-			Kernel string `json:"kernel"`
+			Accel      string `json:"accel"`
+			TCGThreads string `json:"tcg_threads"`
+			Kernel     string `json:"kernel"`
 		} `json:"vm_config"`
 		PerformanceMetrics map[string]float64 `json:"performance_metrics"`
 		Outcome            struct {
@@ -291,8 +278,8 @@ func TestBootSuites(t *testing.T) {
 			t.Errorf("%s results = %+v; want cases passed and none failed", name, res)
 		}
 	}
-	if rep.VMConfig.Accel != "tcg" || rep.VMConfig.Kernel == "" {
-		t.Errorf("vm_config = %+v; want accel tcg and the guest's kernel release", rep.VMConfig)
+	if rep.VMConfig.Accel != "tcg" || rep.VMConfig.TCGThreads != "single" || rep.VMConfig.Kernel == "" {
+		t.Errorf("vm_config = %+v; want accel tcg, tcg_threads single and the guest's kernel release", rep.VMConfig)
 	}
 	if rep.PerformanceMetrics["yakiros_memory_kb"] <= 0 {
 		t.Errorf("performance_metrics = %v; want yakiros_memory_kb measured", rep.PerformanceMetrics)

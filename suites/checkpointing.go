@@ -78,12 +78,17 @@ func carriesOn(t *T, pid, counter int, limit time.Duration) {
 	}
 }
 
+// ckptTransport closes each connection after its response: criu refuses to
+// dump a process with an established TCP connection, and an idle keep-alive
+// connection left from the last request made a later checkpoint fail.
+var ckptTransport = &http.Transport{DisableKeepAlives: true}
+
 func ckptHTTP(t *T, method, path, body string) string {
 	req, err := http.NewRequestWithContext(t.ctx, method, "http://"+ckptAddr+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	c := http.Client{Timeout: 10 * time.Second}
+	c := http.Client{Timeout: 10 * time.Second, Transport: ckptTransport}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -108,7 +113,7 @@ func svcStateOf(t *T) svcState {
 // as soon as it runs, a moment before it listens) and returns its state.
 func freshState(t *T) svcState {
 	for range 100 {
-		c := http.Client{Timeout: 5 * time.Second}
+		c := http.Client{Timeout: 5 * time.Second, Transport: ckptTransport}
 		resp, err := c.Get("http://" + ckptAddr + "/state")
 		if err == nil {
 			resp.Body.Close()

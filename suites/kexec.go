@@ -311,7 +311,7 @@ func kexecLiveUpgradeResumed(t *T, raw json.RawMessage) {
 	}
 	var first time.Time
 	for {
-		cl := http.Client{Timeout: 2 * time.Second}
+		cl := http.Client{Timeout: 2 * time.Second, Transport: ckptTransport}
 		resp, err := cl.Get("http://" + ckptAddr + "/state")
 		if err == nil {
 			resp.Body.Close()

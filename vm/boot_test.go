@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -25,7 +26,7 @@ import (
 
 // guestNames are the programs in testdata/guests, each the /init of its own
 // initramfs.
-var guestNames = []string{"pass", "fail", "panic", "hang", "badsum", "silent", "watchdog"}
+var guestNames = []string{"pass", "fail", "panic", "hang", "badsum", "silent", "watchdog", "textpatch"}
 
 // guestDir holds the built guests; TestMain removes it.
 var guestDir string
@@ -143,13 +144,19 @@ type harnessBoot struct {
 
 func bootGuest(t *testing.T, name string, timeout time.Duration) harnessBoot {
 	t.Helper()
+	return bootGuestWith(t, name, timeout, nil)
+}
+
+// bootGuestWith is bootGuest with the Config changed by adjust.
+func bootGuestWith(t *testing.T, name string, timeout time.Duration, adjust func(*Config)) harnessBoot {
+	t.Helper()
 	needQEMU(t)
 	kernel := testKernel(t)
 	initrd := guestInitrd(t, name)
 	var hb harnessBoot
 	var stderr bytes.Buffer
 	log := filepath.Join(t.TempDir(), "console.log")
-	o, err := Run(context.Background(), Config{
+	c := Config{
 		Kernel:     kernel,
 		Initrd:     initrd,
 		Append:     "console=ttyS0 panic=-1 quiet",
@@ -160,7 +167,11 @@ func bootGuest(t *testing.T, name string, timeout time.Duration) harnessBoot {
 		ConsoleLog: log,
 		OnFrame:    func(kind string, _ report.Frame) { hb.frames = append(hb.frames, kind) },
 		Stderr:     &stderr,
-	})
+	}
+	if adjust != nil {
+		adjust(&c)
+	}
+	o, err := Run(context.Background(), c)
 	if err != nil {
 		t.Fatalf("Run(%s) error: %v", name, err)
 	}
@@ -348,5 +359,27 @@ func BenchmarkBoot(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestBootTextPatching boots two vCPUs under TCG with Run's default
+// threading and has the guest kernel patch its scheduler's code 400 times
+// while both vCPUs run it: it must report, not hang (multi-threaded TCG hangs
+// here; see tcgthreads.go). YAKIMG_TEST_TCG_THREADS=multi tries a QEMU's
+// multi-threaded TCG instead.
+func TestBootTextPatching(t *testing.T) {
+	t.Parallel()
+	hb := bootGuestWith(t, "textpatch", bootTimeout, func(c *Config) {
+		c.CPUs, c.TCGThreads = 2, os.Getenv("YAKIMG_TEST_TCG_THREADS")
+	})
+	hb.expect(t, ClassPassed, ExitPass, "1 passed")
+	if want := cmp.Or(os.Getenv("YAKIMG_TEST_TCG_THREADS"), TCGThreadsSingle); hb.TCGThreads != want {
+		t.Errorf("TCGThreads = %q; want %q", hb.TCGThreads, want)
+	}
+	if r := hb.Transcript.Report; r != nil {
+		t.Logf("TCG threads %s: %.0f static key flips/s", hb.TCGThreads, r.PerformanceMetrics["static_key_flips_per_s"])
+		if r.VMConfig.CPUs != 2 {
+			t.Errorf("the guest saw %d CPUs; want 2", r.VMConfig.CPUs)
+		}
 	}
 }

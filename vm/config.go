@@ -35,6 +35,7 @@ type Config struct {
 	MemoryMB, CPUs       int    // default DefaultMemoryMB, DefaultCPUs
 	Machine              string // default "pc"; the disk is virtio-blk on PCI, so the machine needs PCI
 	Accel                string // "auto" (default), "tcg", "kvm"
+	TCGThreads           string // "single" (default) or "multi": see tcgthreads.go
 	// Timeout bounds the whole boot; QEMU is killed when it passes.
 	// Default DefaultTimeout.
 	Timeout time.Duration
@@ -61,6 +62,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Accel == "" {
 		c.Accel = AccelAuto
 	}
+	if c.TCGThreads == "" {
+		c.TCGThreads = TCGThreadsSingle
+	}
 	if c.MemoryMB == 0 {
 		c.MemoryMB = DefaultMemoryMB
 	}
@@ -80,6 +84,11 @@ func (c Config) withDefaults() (Config, error) {
 	case AccelAuto, AccelTCG, AccelKVM:
 	default:
 		return c, fmt.Errorf("accelerator %q: want auto, tcg or kvm", c.Accel)
+	}
+	switch c.TCGThreads {
+	case TCGThreadsSingle, TCGThreadsMulti:
+	default:
+		return c, fmt.Errorf("TCG threads %q: want single or multi", c.TCGThreads)
 	}
 	if c.MemoryMB < 0 || c.CPUs < 0 || c.Timeout < 0 {
 		return c, fmt.Errorf("memory %d MB, %d CPUs, timeout %v: must not be negative", c.MemoryMB, c.CPUs, c.Timeout)

@@ -64,6 +64,7 @@ func TestWithDefaults(t *testing.T) {
 		{"missing initrd", Config{Kernel: kernel, Initrd: filepath.Join(dir, "nope")}, "initrd: stat"},
 		{"missing disk", Config{Kernel: kernel, Disk: filepath.Join(dir, "nope")}, "disk: stat"},
 		{"bad accel", Config{Kernel: kernel, Accel: "hvf"}, `accelerator "hvf"`},
+		{"bad TCG threads", Config{Kernel: kernel, TCGThreads: "many"}, `TCG threads "many"`},
 		{"negative memory", Config{Kernel: kernel, MemoryMB: -1}, "must not be negative"},
 		{"negative timeout", Config{Kernel: kernel, Timeout: -time.Second}, "must not be negative"},
 	} {

@@ -47,7 +47,9 @@ type Outcome struct {
 	Class    string
 	Detail   string // one human line saying why
 	Accel    string // the accelerator that ran
-	Duration time.Duration
+	// TCGThreads is "single" or "multi" when TCG ran more than one vCPU.
+	TCGThreads string
+	Duration   time.Duration
 	// Transcript is everything decoded from the report channel, trusted or
 	// not; Trusted says whether to believe it.
 	Transcript  *report.Transcript

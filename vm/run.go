@@ -52,9 +52,11 @@ func Run(ctx context.Context, c Config) (*Outcome, error) {
 	}
 	accel := chooseAccel(ctx, c)
 	start := time.Now()
-	b := boot(ctx, c, accel, logw)
+	opt := accelOption(c, accel)
+	b := boot(ctx, c, opt, logw)
 	o := &Outcome{
 		Accel:       accel,
+		TCGThreads:  tcgThreads(opt),
 		Duration:    time.Since(start),
 		Transcript:  b.obs.transcript,
 		ConsoleTail: b.console.tail,
@@ -64,7 +66,7 @@ func Run(ctx context.Context, c Config) (*Outcome, error) {
 	o.ExitCode = classExit[o.Class]
 	if r := o.Transcript.Report; r != nil {
 		// Only the host knows which accelerator ran (DESIGN §5).
-		r.VMConfig.Accel = accel
+		r.VMConfig.Accel, r.VMConfig.TCGThreads = accel, o.TCGThreads
 	}
 	if log != nil {
 		if err := log.Close(); err != nil && b.console.logErr == nil {
@@ -89,6 +91,7 @@ type booted struct {
 // boot runs QEMU once, captures both serial ports as they arrive and kills
 // QEMU when the timeout passes, the context ends, or the guest is stuck after
 // a panic or after its report.
+// accel is the value of QEMU's -accel option.
 func boot(ctx context.Context, c Config, accel string, log io.Writer) booted {
 	start := time.Now()
 	panics := make(chan string, 1)

@@ -21,7 +21,14 @@ func (o *Outcome) Summary(w io.Writer) {
 	if t == nil {
 		t = &report.Transcript{}
 	}
-	fmt.Fprintf(w, "boot: %s accelerator, %v\n", o.Accel, o.Duration.Round(100*time.Millisecond))
+	threads := ""
+	switch o.TCGThreads {
+	case TCGThreadsSingle:
+		threads = " (vCPUs on one host thread)"
+	case TCGThreadsMulti:
+		threads = " (a host thread per vCPU)"
+	}
+	fmt.Fprintf(w, "boot: %s accelerator%s, %v\n", o.Accel, threads, o.Duration.Round(100*time.Millisecond))
 	switch {
 	case t.Trusted():
 		writeResults(w, t.Report.TestResults)

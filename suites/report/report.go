@@ -29,12 +29,15 @@ type Report struct {
 // VMConfig describes the machine the suites ran on, as the guest saw it.
 // Accel is filled in by the host, which alone knows it.
 type VMConfig struct {
-	RAMMB    int    `json:"ram_mb"`
-	CPUs     int    `json:"cpus"`
-	OS       string `json:"os"`
-	Kernel   string `json:"kernel"`
-	Accel    string `json:"accel,omitempty"`
-	CPUModel string `json:"cpu_model"`
+	RAMMB  int    `json:"ram_mb"`
+	CPUs   int    `json:"cpus"`
+	OS     string `json:"os"`
+	Kernel string `json:"kernel"`
+	Accel  string `json:"accel,omitempty"`
+	// TCGThreads is "single" or "multi" when TCG ran more than one vCPU:
+	// timings differ between the two.
+	TCGThreads string `json:"tcg_threads,omitempty"`
+	CPUModel   string `json:"cpu_model"`
 }
 
 // Image identifies what was booted.

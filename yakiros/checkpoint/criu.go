@@ -154,13 +154,34 @@ func DumpArgs(pid int, dir string, after AfterDump) []string {
 	return args
 }
 
+// A connection the service has just answered and is closing is still
+// established for a moment, and criu refuses to dump it (its log says
+// connectedTCP). A dump meeting one is tried again after dumpRetryPause, up
+// to dumpAttempts times in all; a connection that stays open still fails it.
+const (
+	connectedTCP   = "Connected TCP socket"
+	dumpAttempts   = 3
+	dumpRetryPause = 300 * time.Millisecond
+)
+
 // Dump checkpoints the process tree of pid into dir. When the dump fails
 // criu lets the tree run on, whatever after says.
 func (c CRIU) Dump(ctx context.Context, pid int, dir string, after AfterDump) error {
-	if _, err := c.run(ctx, DumpTimeout, filepath.Join(dir, "criu-dump.out"), nil, DumpArgs(pid, dir, after)...); err != nil {
-		return fmt.Errorf("%w: %s", err, logTail(filepath.Join(dir, DumpLog)))
+	for attempt := 1; ; attempt++ {
+		_, err := c.run(ctx, DumpTimeout, filepath.Join(dir, "criu-dump.out"), nil, DumpArgs(pid, dir, after)...)
+		if err == nil {
+			return nil
+		}
+		tail := logTail(filepath.Join(dir, DumpLog))
+		if attempt == dumpAttempts || !strings.Contains(tail, connectedTCP) {
+			return fmt.Errorf("%w: %s", err, tail)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", err, tail)
+		case <-time.After(dumpRetryPause):
+		}
 	}
-	return nil
 }
 
 // RestoreArgs is the criu command line restoring dir detached (criu exits
