@@ -105,14 +105,21 @@ func newFlags(name, synopsis, description, example string, std Stdio) *flag.Flag
 // --suite smoke"); it returns the exit code to stop with, or -1 to go on.
 // The positional arguments are left in fs.Args().
 func parse(fs *flag.FlagSet, args []string, std Stdio) int {
+	// The flag package prints the usage itself, to the error output, for
+	// --help as for a bad flag; it is printed here instead, so that --help
+	// goes to stdout alone.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(std.Stdout)
-				fs.Usage()
+				usage()
 				return exitOK
 			}
+			usage()
 			return exitUsage
 		}
 		rest := fs.Args()

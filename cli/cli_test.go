@@ -35,9 +35,12 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpHasExample(t *testing.T) {
 	for name := range verbs {
-		code, stdout, _ := run(t, name, "--help")
+		code, stdout, stderr := run(t, name, "--help")
 		if code != 0 || !strings.Contains(stdout, "Example:\n  ") || !strings.Contains(stdout[strings.Index(stdout, "Example:"):], "yakimg "+name) {
 			t.Errorf("yakimg %s --help = %d, %q; want 0 and an example", name, code, stdout)
+		}
+		if stderr != "" {
+			t.Errorf("yakimg %s --help also wrote to stderr: %q", name, stderr)
 		}
 	}
 }
