@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -81,7 +82,12 @@ func (t *T) upgrade(args ...string) (upgradeResult, string, error) {
 			t.Fatalf("graphctl --json upgrade %s: %v in %q", strings.Join(args, " "), jerr, out)
 		}
 	}
-	return r, strings.TrimSpace(stderr), err
+	stderr = strings.TrimSpace(stderr)
+	if err != nil && len(args) > 0 {
+		// What the service itself said explains a new instance that died.
+		stderr += "; " + logEnd(args[0], 8)
+	}
+	return r, stderr, err
 }
 
 // echoClient talks to the echo service without pause: numbered lines, each
@@ -495,4 +501,19 @@ func brokenUpgradeKeepsOld(t *T, binary, want string) {
 		t.Fatalf("%s is not UP after the failed upgrade: %v\n%s", echoCapability, err, out)
 	}
 	t.Logf("refused: %s", stderr)
+}
+
+// logEnd is the last n lines of a component's log, for a failure message:
+// what the service itself said.
+func logEnd(component string, n int) string {
+	path := filepath.Join(logDir, component+".log")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("no log: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return fmt.Sprintf("%s ends: %s", path, strings.Join(lines, " | "))
 }
