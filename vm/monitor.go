@@ -65,8 +65,8 @@ func guestState(path string, cpus int) (string, error) {
 		if err := ask("info registers"); err != nil {
 			return out.String(), err
 		}
-		// The monitor's own register names vary between QEMU versions;
-		// the stack is dumped from the address itself.
+		// QEMU 7.2's monitor knows no $rsp ("unknown register"): the
+		// stack is dumped from the address itself.
 		if rsp := rspField.FindStringSubmatch(out.String()[before:]); rsp != nil {
 			if err := ask(fmt.Sprintf("x/%dgx 0x%s", stackWords, rsp[1])); err != nil {
 				return out.String(), err
