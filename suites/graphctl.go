@@ -1,14 +1,14 @@
 package suites
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"strings"
-	"time"
 )
 
 // graphctl runs the graphctl binary under the case's deadline. err wraps an
@@ -19,15 +19,45 @@ func (t *T) graphctl(args ...string) (stdout, stderr string, err error) {
 }
 
 func runGraphctl(ctx context.Context, path string, args ...string) (stdout, stderr string, err error) {
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	// A grandchild holding the pipes open must not outlive the deadline.
-	cmd.WaitDelay = time.Second
-	if err := cmd.Run(); err != nil {
-		return out.String(), errOut.String(), fmt.Errorf("graphctl %s: %w%s", strings.Join(args, " "), err, firstLine(errOut.String()))
+	// graphctl writes into unlinked files, not pipes: a pipe needs a
+	// goroutine of this process to drain it, and under load (the hot-swap
+	// suite's 64 client threads) that goroutine could wait past the
+	// WaitDelay of a graphctl that had long ended ("WaitDelay expired
+	// before I/O complete").
+	outF, err := scratchFile()
+	if err != nil {
+		return "", "", err
 	}
-	return out.String(), errOut.String(), nil
+	defer outF.Close()
+	errF, err := scratchFile()
+	if err != nil {
+		return "", "", err
+	}
+	defer errF.Close()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdout, cmd.Stderr = outF, errF
+	runErr := cmd.Run()
+	stdout, stderr = readBack(outF), readBack(errF)
+	if runErr != nil {
+		return stdout, stderr, fmt.Errorf("graphctl %s: %w%s", strings.Join(args, " "), runErr, firstLine(stderr))
+	}
+	return stdout, stderr, nil
+}
+
+// scratchFile is an open file with no name left on disk.
+func scratchFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "graphctl-out-*")
+	if err != nil {
+		return nil, fmt.Errorf("graphctl output file: %w", err)
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
+
+// readBack is everything written to f so far.
+func readBack(f *os.File) string {
+	b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	return string(b)
 }
 
 // firstLine returns ": " and the first non-empty line of s, or "".
