@@ -511,9 +511,5 @@ func logEnd(component string, n int) string {
 	if err != nil {
 		return fmt.Sprintf("no log: %v", err)
 	}
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return fmt.Sprintf("%s ends: %s", path, strings.Join(lines, " | "))
+	return fmt.Sprintf("%s ends: %s", path, lastLines(strings.TrimSuffix(string(data), "\n"), n))
 }
