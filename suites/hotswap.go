@@ -2,7 +2,6 @@ package suites
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,14 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"yakimg/suites/echoload"
 	"yakimg/yakiros/control"
 )
 
@@ -90,81 +87,6 @@ func (t *T) upgrade(args ...string) (upgradeResult, string, error) {
 	return r, stderr, err
 }
 
-// echoClient talks to the echo service without pause: numbered lines, each
-// reply checked to be that line, in order, with a version.
-type echoClient struct {
-	mu       sync.Mutex
-	versions []string // in the order first seen
-	replies  int
-	err      error
-}
-
-// seen is how many versions the client has been answered by so far.
-func (c *echoClient) seen() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.versions)
-}
-
-// clientNice is the scheduling priority of each echo client's thread. The
-// clients stand for clients on other machines: in the guest they share two
-// vCPUs with the service, PID 1 and the new instance, and at the default
-// priority their 64 busy threads would take most of the CPU an upgrade
-// needs. At nice 19 they still talk without pause, but yield to the system
-// under test whenever it has work.
-const clientNice = 19
-
-func (c *echoClient) run(ctx context.Context, id int, stop <-chan struct{}) {
-	// The client keeps this thread to itself until it returns, and the
-	// thread ends with it (never unlocked), so the priority set here never
-	// reaches another goroutine.
-	runtime.LockOSThread()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), clientNice); err != nil {
-		c.err = fmt.Errorf("client %d: nice %d: %w", id, clientNice, err)
-		return
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", echoAddr)
-	if err != nil {
-		c.err = err
-		return
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	for n := 0; ; n++ {
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			c.err = ctx.Err()
-			return
-		default:
-		}
-		line := fmt.Sprintf("hot-swap-%d-%d", id, n)
-		conn.SetDeadline(time.Now().Add(15 * time.Second))
-		if _, err := conn.Write([]byte(line + "\n")); err != nil {
-			c.err = fmt.Errorf("client %d: send line %d: %w", id, n, err)
-			return
-		}
-		reply, err := r.ReadString('\n')
-		if err != nil {
-			c.err = fmt.Errorf("client %d: reply to line %d: %w (got %q)", id, n, err, reply)
-			return
-		}
-		version, echoed, ok := strings.Cut(strings.TrimSuffix(reply, "\n"), " ")
-		if !ok || echoed != line {
-			c.err = fmt.Errorf("client %d: sent %q, got %q: a message was lost, repeated or reordered", id, line, reply)
-			return
-		}
-		c.mu.Lock()
-		c.replies++
-		if len(c.versions) == 0 || c.versions[len(c.versions)-1] != version {
-			c.versions = append(c.versions, version)
-		}
-		c.mu.Unlock()
-	}
-}
-
 // capWatch asks graph-resolver for the capabilities until stopped and
 // remembers every time the capability was not UP. It asks on the control
 // socket, as graphctl --json caps does, without starting a graphctl for
@@ -210,32 +132,44 @@ func (w *capWatch) run(t *T, capability string, stop <-chan struct{}) {
 	}
 }
 
+// echoLoadGroup is the cgroup of the hot-swap suite's clients
+// (suites/echoload): outside graph/, which is YakirOS's.
+const echoLoadGroup = "/sys/fs/cgroup/yakimg-echo-load"
+
 func echoUpgradesUnderLoad(t *T) {
 	waitState(t, echoServer, "ACTIVE", activeWithin)
-	stop := make(chan struct{})
-	clients := make([]*echoClient, hotSwapClients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		clients[i] = &echoClient{}
-		wg.Add(1)
-		go func() { defer wg.Done(); clients[i].run(t.ctx, i, stop) }()
+	load, err := echoload.Start(t.ctx, echoload.Options{
+		Command: []string{"/proc/self/exe", "echo-load"},
+		Addr:    echoAddr, Clients: hotSwapClients, Cgroup: echoLoadGroup,
+	})
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
+	began := time.Now()
+	stop := make(chan struct{})
 	watch := &capWatch{}
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); watch.run(t, echoCapability, stop) }()
-	stopAll := func() {
+	stopped := false
+	stopAll := func() ([]echoload.Client, echoload.Usage, error) {
+		stopped = true
 		close(stop)
-		wg.Wait()
 		<-watchDone
+		return load.Stop()
 	}
+	defer func() {
+		if !stopped {
+			stopAll()
+		}
+	}()
 	// Before the first upgrade and after each, every client must have been
 	// answered by the instance now serving, so that each lives through
 	// every upgrade in the middle of its conversation.
 	allSaw := func(n int) {
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			behind := -1
-			for i, c := range clients {
-				if c.seen() < n {
+			behind, seen, why := -1, 0, error(nil)
+			for i := range hotSwapClients {
+				if seen, why = load.Seen(i); seen < n {
 					behind = i
 					break
 				}
@@ -243,9 +177,8 @@ func echoUpgradesUnderLoad(t *T) {
 			if behind < 0 {
 				return
 			}
-			if time.Now().After(deadline) {
-				stopAll()
-				t.Fatalf("client %d saw %d versions 20s after the upgrade; want %d (error: %v)", behind, clients[behind].seen(), n, clients[behind].err)
+			if why != nil || time.Now().After(deadline) {
+				t.Fatalf("client %d saw %d versions, want %d (stopped: %v)", behind, seen, n, why)
 			}
 		}
 	}
@@ -257,7 +190,6 @@ func echoUpgradesUnderLoad(t *T) {
 	for i := 1; i <= hotSwapUpgrades; i++ {
 		r, stderr, err := t.upgrade(echoServer, "--timeout", "10s")
 		if err != nil || len(r.Attempts) == 0 || r.Attempts[0].Method != "fd-passing" || r.Attempts[0].Outcome != "ok" {
-			stopAll()
 			t.Fatalf("upgrade %d of %d: %v %s; attempts %+v", i, hotSwapUpgrades, err, stderr, r.Attempts)
 		}
 		total += r.DurationMS
@@ -266,27 +198,31 @@ func echoUpgradesUnderLoad(t *T) {
 		totalMS = append(totalMS, fmt.Sprintf("%.0f", r.DurationMS))
 		allSaw(i + 1)
 	}
-	stopAll()
-
+	clients, use, err := stopAll()
+	elapsed := time.Since(began)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
 	replies := 0
 	for i, c := range clients {
-		if c.err != nil {
-			t.Fatalf("client %d of %d: %v", i, len(clients), c.err)
+		if c.Err != nil {
+			t.Fatalf("client %d of %d: %v", i, len(clients), c.Err)
 		}
 		// Every client must have seen new code answer after each upgrade
 		// it lived through; all of them lived through all of them.
-		if len(c.versions) != hotSwapUpgrades+1 {
-			t.Fatalf("client %d saw versions %q; want %d in order, one per instance", i, c.versions, hotSwapUpgrades+1)
+		if len(c.Versions) != hotSwapUpgrades+1 {
+			t.Fatalf("client %d saw versions %q; want %d in order, one per instance", i, c.Versions, hotSwapUpgrades+1)
 		}
-		replies += c.replies
+		replies += c.Replies
 	}
 	if len(watch.downs) > 0 || len(watch.failed) > 0 {
 		t.Fatalf("%s was not UP in %d of %d polls (%q) and caps failed %d times (%q)", echoCapability, len(watch.downs), watch.polls, watch.downs, len(watch.failed), firstOf(watch.failed))
 	}
 	avg := total / hotSwapUpgrades
 	t.Metric("hot_swap_avg_ms", avg)
-	t.Logf("%d clients (nice %d), %d upgrades, %d replies, 0 errors; %s UP in all %d polls; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
-		len(clients), clientNice, hotSwapUpgrades, replies, echoCapability, watch.polls, fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
+	t.Logf("%d clients (their own process, cpu.max %q: %v of CPU, throttled in %d periods), %d upgrades in %v, %d replies (%.0f/s), 0 errors; %s UP in all %d polls; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
+		len(clients), echoload.CPUMax, use.CPU.Round(time.Millisecond), use.Throttled, hotSwapUpgrades, elapsed.Round(time.Millisecond), replies, float64(replies)/elapsed.Seconds(),
+		echoCapability, watch.polls, fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
 }
 
 func firstOf(s []string) string {

@@ -1,6 +1,7 @@
 // Command yakimg-runner is the guest side of yakimg: stage 1 of the boot as
-// the initramfs's /init, its watchdog ("sentinel"), and the suite runner
-// ("suites") that YakirOS starts as a component.
+// the initramfs's /init, its watchdog ("sentinel"), the suite runner
+// ("suites") that YakirOS starts as a component, and the hot-swap suite's
+// clients ("echo-load"), which the runner starts in a process of their own.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"yakimg/initramfs/stage1"
 	"yakimg/suites"
+	"yakimg/suites/echoload"
 )
 
 func main() {
@@ -22,6 +24,8 @@ func main() {
 	switch {
 	case verb == "suites":
 		os.Exit(suites.Main(ctx, args, os.Stdin, os.Stdout, os.Stderr))
+	case verb == "echo-load":
+		os.Exit(echoload.Main(ctx, args, os.Stdin, os.Stdout, os.Stderr))
 	case verb == "sentinel":
 		os.Exit(stage1.SentinelMain(ctx, args, os.Stdin, os.Stdout, os.Stderr))
 	case os.Getpid() == 1:
