@@ -88,48 +88,73 @@ func (t *T) upgrade(args ...string) (upgradeResult, string, error) {
 }
 
 // capWatch asks graph-resolver for the capabilities until stopped and
-// remembers every time the capability was not UP. It asks on the control
-// socket, as graphctl --json caps does, without starting a graphctl for
-// every poll: the polls are meant to be dense, not to load the guest.
+// remembers every time the capability was not UP, and when it last came
+// up or went down ("since"). Every poll must show the same since: that
+// proves it never went down, even between two polls, which the polls
+// alone cannot; the polls add that it never was DEGRADED when asked. It
+// asks on the control socket, as graphctl --json caps does, without
+// starting a graphctl for every poll.
 type capWatch struct {
-	mu     sync.Mutex
-	polls  int
-	downs  []string
-	failed []string
+	capability string
+	mu         sync.Mutex
+	polls      int
+	downs      []string
+	failed     []string
+	since      []time.Time // distinct, in the order seen
 }
 
-func (w *capWatch) run(t *T, capability string, stop <-chan struct{}) {
+// capPollEvery spaces the polls: often enough to see a DEGRADED spell,
+// seldom enough that the polls' own cost to PID 1 stays small.
+const capPollEvery = 50 * time.Millisecond
+
+func (w *capWatch) run(t *T, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
 			return
-		default:
+		case <-time.After(capPollEvery):
 		}
-		resp, err := control.Do(t.ctx, control.SocketPath(), control.Request{Command: "caps"})
-		if err == nil && !resp.OK {
-			err = errors.New(resp.Error)
-		}
-		var data struct {
-			Capabilities []struct{ Name, Status string } `json:"capabilities"`
-		}
-		status := "missing"
-		if err == nil && json.Unmarshal(resp.Data, &data) == nil {
-			for _, c := range data.Capabilities {
-				if c.Name == capability {
-					status = c.Status
-				}
-			}
-		}
-		w.mu.Lock()
-		w.polls++
-		if err != nil {
-			w.failed = append(w.failed, err.Error())
-		} else if status != "UP" {
-			w.downs = append(w.downs, status)
-		}
-		w.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
+		w.poll(t)
 	}
+}
+
+func (w *capWatch) poll(t *T) {
+	resp, err := control.Do(t.ctx, control.SocketPath(), control.Request{Command: "caps"})
+	if err == nil && !resp.OK {
+		err = errors.New(resp.Error)
+	}
+	var data control.CapsData
+	if err == nil {
+		err = json.Unmarshal(resp.Data, &data)
+	}
+	status, since := "missing", time.Time{}
+	for _, c := range data.Capabilities {
+		if c.Name == w.capability {
+			status, since = c.Status, c.Since
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.polls++
+	switch {
+	case err != nil:
+		w.failed = append(w.failed, err.Error())
+	case status != "UP":
+		w.downs = append(w.downs, status)
+	case len(w.since) == 0 || !w.since[len(w.since)-1].Equal(since):
+		w.since = append(w.since, since)
+	}
+}
+
+// verdict is "" when every poll saw the capability UP since the same time.
+func (w *capWatch) verdict() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.downs) > 0 || len(w.failed) > 0 || len(w.since) != 1 || w.since[0].IsZero() {
+		return fmt.Sprintf("%s was not UP in %d of %d polls (%q), caps failed %d times (%q), and it came up at %d different times %v",
+			w.capability, len(w.downs), w.polls, w.downs, len(w.failed), firstOf(w.failed), len(w.since), w.since)
+	}
+	return ""
 }
 
 // echoLoadGroup is the cgroup of the hot-swap suite's clients
@@ -147,9 +172,10 @@ func echoUpgradesUnderLoad(t *T) {
 	}
 	began := time.Now()
 	stop := make(chan struct{})
-	watch := &capWatch{}
+	watch := &capWatch{capability: echoCapability}
+	watch.poll(t) // before the first upgrade
 	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); watch.run(t, echoCapability, stop) }()
+	go func() { defer close(watchDone); watch.run(t, stop) }()
 	stopped := false
 	stopAll := func() ([]echoload.Client, echoload.Usage, error) {
 		stopped = true
@@ -200,6 +226,7 @@ func echoUpgradesUnderLoad(t *T) {
 	}
 	clients, use, err := stopAll()
 	elapsed := time.Since(began)
+	watch.poll(t) // after the last one
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -215,14 +242,14 @@ func echoUpgradesUnderLoad(t *T) {
 		}
 		replies += c.Replies
 	}
-	if len(watch.downs) > 0 || len(watch.failed) > 0 {
-		t.Fatalf("%s was not UP in %d of %d polls (%q) and caps failed %d times (%q)", echoCapability, len(watch.downs), watch.polls, watch.downs, len(watch.failed), firstOf(watch.failed))
+	if v := watch.verdict(); v != "" {
+		t.Fatalf("%s", v)
 	}
 	avg := total / hotSwapUpgrades
 	t.Metric("hot_swap_avg_ms", avg)
-	t.Logf("%d clients (their own process, cpu.max %q: %v of CPU, throttled in %d periods), %d upgrades in %v, %d replies (%.0f/s), 0 errors; %s UP in all %d polls; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
+	t.Logf("%d clients (their own process, cpu.max %q: %v of CPU, throttled in %d periods), %d upgrades in %v, %d replies (%.0f/s), 0 errors; %s UP in all %d polls, since %s; descriptors handed over %v; handoff ms %s; until the new instance reported ready ms %s (avg %.1f)",
 		len(clients), echoload.CPUMax, use.CPU.Round(time.Millisecond), use.Throttled, hotSwapUpgrades, elapsed.Round(time.Millisecond), replies, float64(replies)/elapsed.Seconds(),
-		echoCapability, watch.polls, fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
+		echoCapability, watch.polls, watch.since[0].Format("15:04:05.000"), fds, strings.Join(handoffMS, " "), strings.Join(totalMS, " "), avg)
 }
 
 func firstOf(s []string) string {

@@ -6,6 +6,7 @@ package capability
 import (
 	"slices"
 	"sort"
+	"time"
 )
 
 // Kernel is the name of the built-in pseudo-component that stands for the
@@ -36,17 +37,22 @@ type Capability struct {
 	Name      string
 	Status    Status
 	Providers []string // sorted; empty when Down
+	// Since is when the capability last came up or went down: unchanged
+	// across a period, it was up (or down) all through it, however short
+	// a gap would have been.
+	Since time.Time
 }
 
 // Registry maps capability names to the components providing them. It is not
 // safe for concurrent use: the resolver's event loop owns it.
 type Registry struct {
 	providers map[string][]string // sorted, no duplicates
+	since     map[string]time.Time
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{providers: map[string][]string{}}
+	return &Registry{providers: map[string][]string{}, since: map[string]time.Time{}}
 }
 
 // Provide records that provider provides name and reports whether the
@@ -58,6 +64,9 @@ func (r *Registry) Provide(name, provider string) (cameUp bool) {
 		return false
 	}
 	r.providers[name] = slices.Insert(ps, i, provider)
+	if len(ps) == 0 {
+		r.since[name] = time.Now()
+	}
 	return len(ps) == 0
 }
 
@@ -70,7 +79,11 @@ func (r *Registry) Withdraw(name, provider string) (wentDown bool) {
 		return false
 	}
 	r.providers[name] = slices.Delete(ps, i, i+1)
-	return len(r.providers[name]) == 0
+	if len(r.providers[name]) > 0 {
+		return false
+	}
+	r.since[name] = time.Now()
+	return true
 }
 
 // Up reports whether any provider currently provides name.
@@ -87,7 +100,7 @@ func (r *Registry) List() []Capability {
 	sort.Strings(names)
 	out := make([]Capability, 0, len(names))
 	for _, n := range names {
-		c := Capability{Name: n, Status: Down, Providers: slices.Clone(r.providers[n])}
+		c := Capability{Name: n, Status: Down, Providers: slices.Clone(r.providers[n]), Since: r.since[n]}
 		if len(c.Providers) > 0 {
 			c.Status = Up
 		}

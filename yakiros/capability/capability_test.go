@@ -3,6 +3,7 @@ package capability
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestSeveralProviders(t *testing.T) {
@@ -46,6 +47,9 @@ func TestList(t *testing.T) {
 	r.Provide("a", "p1")
 	r.Withdraw("a", "p1")
 	got := r.List()
+	for i := range got {
+		got[i].Since = time.Time{} // TestSince
+	}
 	want := []Capability{
 		{Name: "a", Status: Down, Providers: []string{}},
 		{Name: "b", Status: Up, Providers: []string{"p1", "p2"}},
@@ -56,5 +60,31 @@ func TestList(t *testing.T) {
 	got[1].Providers[0] = "changed"
 	if r.List()[1].Providers[0] != "p1" {
 		t.Error("List() shares its provider slices with the registry")
+	}
+}
+
+// TestSince: a capability's Since moves when it comes up or goes down, and
+// only then.
+func TestSince(t *testing.T) {
+	r := NewRegistry()
+	since := func() time.Time { return r.List()[0].Since }
+	before := time.Now()
+	r.Provide("net", "a")
+	up := since()
+	if up.Before(before) || up.After(time.Now()) {
+		t.Fatalf("Since %v after coming up; want between %v and now", up, before)
+	}
+	// Another provider, and one of two leaving, change nothing.
+	r.Provide("net", "b")
+	r.Withdraw("net", "a")
+	r.Provide("net", "a")
+	if got := since(); !got.Equal(up) {
+		t.Errorf("Since %v after providers came and went while it stayed up; want %v", got, up)
+	}
+	time.Sleep(time.Millisecond) // a clock that ticks coarsely still moves
+	r.Withdraw("net", "a")
+	r.Withdraw("net", "b")
+	if down := since(); !down.After(up) {
+		t.Errorf("Since %v after going down; want later than %v", down, up)
 	}
 }

@@ -3,6 +3,8 @@ package control
 // The Data of each command's Response, shared by graph-resolver (which fills
 // it) and any program reading `graphctl --json` (which decodes it).
 
+import "time"
+
 // StatusData answers "status".
 type StatusData struct {
 	Components []ComponentStatus `json:"components"`
@@ -76,6 +78,9 @@ type CapabilityStatus struct {
 	Name      string   `json:"name"`
 	Status    string   `json:"status"` // UP | DEGRADED | DOWN
 	Providers []string `json:"providers"`
+	// Since is when it last came up or went down (not in the text table,
+	// whose columns are the reference's).
+	Since time.Time `json:"since"`
 }
 
 // ActionData answers "poweroff" and "reboot".

@@ -273,8 +273,12 @@ func (o *outgoing) add(k kind, name string, v any, seen map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("%v %q: %w", k, name, err)
 	}
+	off := int64(-1) // not seekable: every socket
+	if k == kindFile {
+		off = offset(dup)
+	}
 	o.fds = append(o.fds, dup)
-	o.entries = append(o.entries, fdEntry{Kind: k, Name: name, Offset: offset(dup)})
+	o.entries = append(o.entries, fdEntry{Kind: k, Name: name, Offset: off})
 	return nil
 }
 

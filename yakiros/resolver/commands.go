@@ -202,7 +202,7 @@ func (l *loop) capabilities() control.Response {
 		}
 		status := l.capStatus(c)
 		data.Capabilities = append(data.Capabilities, control.CapabilityStatus{
-			Name: c.Name, Status: status, Providers: nonNil(c.Providers),
+			Name: c.Name, Status: status, Providers: nonNil(c.Providers), Since: c.Since,
 		})
 		fmt.Fprintf(&b, "%-30s %-7s %s\n", c.Name, status, providers)
 	}

@@ -93,6 +93,24 @@ func (in *instance) upgradeJSON(args ...string) (int, control.UpgradeData, strin
 // TestUpgrade upgrades a notify service declared with handoff =
 // "fd-passing" three times while clients talk to it without pause, then
 // tries two broken binaries, then upgrades a plain service by restart.
+// capSince is when the capability last came up or went down, from
+// `graphctl --json caps`.
+func (in *instance) capSince(name string) time.Time {
+	in.t.Helper()
+	code, out, stderr := in.ctl("--json", "caps")
+	var d control.CapsData
+	if err := json.Unmarshal([]byte(out), &d); code != 0 || err != nil {
+		in.t.Fatalf("caps = %d, %v, %q", code, err, stderr)
+	}
+	for _, c := range d.Capabilities {
+		if c.Name == name && !c.Since.IsZero() {
+			return c.Since
+		}
+	}
+	in.t.Fatalf("caps has no %s with a since: %s", name, out)
+	return time.Time{}
+}
+
 func TestUpgrade(t *testing.T) {
 	in := newInstance(t)
 	addr := freeAddr(t)
@@ -121,6 +139,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	// Let every client get answers from the first instance.
 	time.Sleep(200 * time.Millisecond)
+	echoSince := in.capSince("test.echo")
 
 	pid := first.Pid
 	for round := 1; round <= 3; round++ {
@@ -129,7 +148,7 @@ func TestUpgrade(t *testing.T) {
 			len(d.Attempts) != 1 || d.Attempts[0].Method != "fd-passing" || d.Attempts[0].Outcome != "ok" || d.Attempts[0].FDs < clients+1 {
 			t.Fatalf("upgrade %d = %d, %+v, %q; want fd-passing ok from pid %d with the listener and %d connections\nlog:\n%s", round, code, d, stderr, pid, clients, in.log)
 		}
-		t.Logf("upgrade %d: pid %d → %d, %d fds, %d bytes of state, %.1f ms", round, d.OldPid, d.NewPid, d.Attempts[0].FDs, d.Attempts[0].StateBytes, d.DurationMS)
+		t.Logf("upgrade %d: pid %d → %d, %d fds, %d bytes of state, handoff %.1f ms, %.1f ms in all", round, d.OldPid, d.NewPid, d.Attempts[0].FDs, d.Attempts[0].StateBytes, d.Attempts[0].DurationMS, d.DurationMS)
 		st, err := in.status()
 		if c := find(st, "echo"); err != nil || c.State != "ACTIVE" || c.Pid != d.NewPid {
 			t.Fatalf("after upgrade %d echo = %+v, %v; want ACTIVE as pid %d", round, c, err, d.NewPid)
@@ -167,13 +186,21 @@ func TestUpgrade(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^test\.echo\s+UP`).MatchString(caps) {
 		t.Errorf("caps after the upgrades:\n%s\nwant test.echo UP", caps)
 	}
+	if since := in.capSince("test.echo"); !since.Equal(echoSince) {
+		t.Errorf("test.echo is up since %v after the upgrades, since %v before; want it never down", since, echoSince)
+	}
 
-	// A service without handoff is upgraded by a restart.
+	// A service without handoff is upgraded by a restart: its capability
+	// goes down and comes up again.
 	plain := find(in.waitFor("plain ACTIVE", states(map[string]string{"plain": "ACTIVE"})), "plain")
+	plainSince := in.capSince("test.plain")
 	code, d, stderr := in.upgradeJSON("plain")
 	if code != 0 || len(d.Attempts) != 2 || d.Attempts[0].Outcome != "skipped" || d.Attempts[1].Method != "restart" ||
 		d.Attempts[1].Outcome != "ok" || d.NewPid == plain.Pid {
 		t.Errorf("upgrade of plain = %d, %+v, %q; want fd-passing skipped, restart ok with a new pid", code, d, stderr)
+	}
+	if since := in.capSince("test.plain"); !since.After(plainSince) {
+		t.Errorf("test.plain is up since %v after a restart, since %v before; want later", since, plainSince)
 	}
 
 	// Bad requests change nothing.
