@@ -24,8 +24,8 @@ const CPUMax = "3000 10000"
 
 // Options says what to start.
 type Options struct {
-	// Command runs Main with the flags appended, e.g. {"/proc/self/exe",
-	// "echo-load"} in the runner.
+	// Command runs Main with the flags appended, e.g.
+	// {"/usr/bin/yakimg-runner", "echo-load"}.
 	Command []string
 	Env     []string // added to this process's environment
 	Addr    string
