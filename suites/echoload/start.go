@@ -175,18 +175,10 @@ func makeGroup(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// writeFile writes a cgroup control file, which exists already.
 func writeFile(dir, name, value string) error {
-	p := filepath.Join(dir, name)
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", value, p, err)
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0); err != nil {
+		return fmt.Errorf("%w (writing %q)", err, value)
 	}
 	return nil
 }
