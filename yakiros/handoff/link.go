@@ -126,7 +126,15 @@ func (l *link) send(rec []byte, fds ...int) error {
 func (l *link) recv() (message, []*os.File, error) {
 	n, oobn, flags, _, err := l.c.ReadMsgUnix(l.buf, l.oob)
 	if errors.Is(err, syscall.ECONNRESET) {
-		// What a peer that closed with records of ours unread leaves.
+		// The peer closed with records of ours unread. Linux says so once,
+		// to the first read after the close, even when records the peer
+		// sent before it closed are still queued — the COMMIT an old
+		// instance sends just before it closes, for one. That read
+		// consumed nothing: read again. An empty queue then reads as the
+		// end of file.
+		n, oobn, flags, _, err = l.c.ReadMsgUnix(l.buf, l.oob)
+	}
+	if errors.Is(err, syscall.ECONNRESET) {
 		return nil, nil, io.EOF
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,6 +269,30 @@ func TestAckNeedsCommit(t *testing.T) {
 				t.Errorf("Ack() = %v; want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRecordBeforeResetIsRead: a peer that sends a record and closes while
+// one of ours lies unread in its queue makes Linux fail our next read with
+// ECONNRESET, with its record still queued behind the error. That record
+// must be read: when it is the old instance's COMMIT, taking the reset for
+// the end would leave nobody serving. (The hot-swap suite's new instances
+// exited so, "waiting for COMMIT: the old instance closed the channel",
+// after the old one had let go.)
+func TestRecordBeforeResetIsRead(t *testing.T) {
+	newEnd, oldEnd := links(t)
+	if err := newEnd.send(raw(typeHello)); err != nil { // never read
+		t.Fatal(err)
+	}
+	if err := oldEnd.send(raw(typeCommit)); err != nil {
+		t.Fatal(err)
+	}
+	oldEnd.close()
+	if msg, _, err := newEnd.recv(); err != nil || msg != (commit{}) {
+		t.Fatalf("recv after the peer's COMMIT and close = %v, %v; want COMMIT", msg, err)
+	}
+	if _, _, err := newEnd.recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("recv once the queue is empty = %v; want end of file", err)
 	}
 }
 
