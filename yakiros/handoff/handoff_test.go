@@ -193,6 +193,14 @@ func TestFDsBatchedBySCMMaxFD(t *testing.T) {
 
 func links(t *testing.T) (*link, *link) {
 	t.Helper()
+	la, lb := linkPair(t)
+	t.Cleanup(func() { la.close(); lb.close() })
+	return la, lb
+}
+
+// linkPair is links without the cleanup: the caller closes both.
+func linkPair(t *testing.T) (*link, *link) {
+	t.Helper()
 	a, b, err := seqpacketPair("test")
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +213,6 @@ func links(t *testing.T) (*link, *link) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { la.close(); lb.close() })
 	return la, lb
 }
 

@@ -125,16 +125,18 @@ func (l *link) send(rec []byte, fds ...int) error {
 // descriptor is left open.
 func (l *link) recv() (message, []*os.File, error) {
 	n, oobn, flags, _, err := l.c.ReadMsgUnix(l.buf, l.oob)
-	if errors.Is(err, syscall.ECONNRESET) {
-		// The peer closed with records of ours unread. Linux says so once,
-		// to the first read after the close, even when records the peer
-		// sent before it closed are still queued — the COMMIT an old
-		// instance sends just before it closes, for one. That read
-		// consumed nothing: read again. An empty queue then reads as the
-		// end of file.
+	if peerClosed(n, oobn, err) {
+		// Linux can report the peer's close ahead of records the peer
+		// queued before it closed — the COMMIT an old instance sends just
+		// before closing, for one — in two ways: ECONNRESET, once, when
+		// the peer closed with records of ours unread; and end of file
+		// when the close came between the read's look at the empty queue
+		// and its look at the shutdown flag. Neither consumed anything,
+		// and once the peer has closed its records are all queued: read
+		// again. An empty queue then reads as the end of file.
 		n, oobn, flags, _, err = l.c.ReadMsgUnix(l.buf, l.oob)
 	}
-	if errors.Is(err, syscall.ECONNRESET) {
+	if peerClosed(n, oobn, err) {
 		return nil, nil, io.EOF
 	}
 	if err != nil {
@@ -147,9 +149,6 @@ func (l *link) recv() (message, []*os.File, error) {
 		err = protoErr("record carried more than %d descriptors", maxFDs)
 	case flags&unix.MSG_TRUNC != 0:
 		err = protoErr("record longer than %d bytes", maxRecord)
-	case n == 0 && oobn == 0:
-		// Every record has a header; an empty read is the peer's close.
-		err = io.EOF
 	}
 	var msg message
 	if err == nil {
@@ -160,6 +159,13 @@ func (l *link) recv() (message, []*os.File, error) {
 		return nil, nil, err
 	}
 	return msg, files, nil
+}
+
+// peerClosed reports whether a read says the peer closed its end: every
+// record has a header, so an empty read is the close (Go reports it as
+// io.EOF), and ECONNRESET is a close with records of ours unread.
+func peerClosed(n, oobn int, err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || (err == nil && n == 0 && oobn == 0)
 }
 
 // rights returns the descriptors of every SCM_RIGHTS message in oob.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -293,6 +294,36 @@ func TestRecordBeforeResetIsRead(t *testing.T) {
 	}
 	if _, _, err := newEnd.recv(); !errors.Is(err, io.EOF) {
 		t.Errorf("recv once the queue is empty = %v; want end of file", err)
+	}
+}
+
+// TestRecordRacingCloseIsRead: a read that looks at an empty queue just
+// before the peer queues its last record and closes can report the end of
+// file with that record queued (Linux checks the queue, then the shutdown
+// flag). The hot-swap suite's new instances lost the old one's COMMIT so,
+// once in some hundred upgrades under TCG; here the race is run until it
+// has had many chances, and every read must still get the record.
+func TestRecordRacingCloseIsRead(t *testing.T) {
+	rounds := 50000
+	if testing.Short() {
+		rounds = 2000
+	}
+	commitRec := raw(typeCommit)
+	for i := range rounds {
+		newEnd, oldEnd := linkPair(t)
+		var start atomic.Bool // both sides go at once, on two threads
+		go func() {
+			for !start.Load() {
+			}
+			oldEnd.send(commitRec)
+			oldEnd.close()
+		}()
+		start.Store(true)
+		msg, _, err := newEnd.recv()
+		newEnd.close()
+		if err != nil || msg != (commit{}) {
+			t.Fatalf("round %d: recv racing the peer's COMMIT and close = %v, %v; want COMMIT", i, msg, err)
+		}
 	}
 }
 
