@@ -136,12 +136,8 @@ func (s *Set) addBatch(b fdBatch, files []*os.File, total uint32, seen map[strin
 			return fail(protoErr("name %q used twice", e.Name))
 		}
 		seen[e.Name] = true
-		// Only a file has an offset (the wire says -1 for the rest):
-		// sockets are not asked, which saves a system call each.
-		got := int64(-1)
-		if e.Kind == kindFile {
-			withFD(files[i], func(fd int) error { got = offset(fd); return nil })
-		}
+		var got int64
+		withFD(files[i], func(fd int) error { got = offset(e.Kind, fd); return nil })
 		if got != e.Offset {
 			return fail(fmt.Errorf("%v %q is at offset %d, the old instance sent it at %d: it is still being used there", e.Kind, e.Name, got, e.Offset))
 		}

@@ -125,7 +125,7 @@ func (l *link) send(rec []byte, fds ...int) error {
 // descriptor is left open.
 func (l *link) recv() (message, []*os.File, error) {
 	n, oobn, flags, _, err := l.c.ReadMsgUnix(l.buf, l.oob)
-	if peerClosed(n, oobn, err) {
+	if peerClosed(err) {
 		// Linux can report the peer's close ahead of records the peer
 		// queued before it closed — the COMMIT an old instance sends just
 		// before closing, for one — in two ways: ECONNRESET, once, when
@@ -136,7 +136,7 @@ func (l *link) recv() (message, []*os.File, error) {
 		// again. An empty queue then reads as the end of file.
 		n, oobn, flags, _, err = l.c.ReadMsgUnix(l.buf, l.oob)
 	}
-	if peerClosed(n, oobn, err) {
+	if peerClosed(err) {
 		return nil, nil, io.EOF
 	}
 	if err != nil {
@@ -162,10 +162,11 @@ func (l *link) recv() (message, []*os.File, error) {
 }
 
 // peerClosed reports whether a read says the peer closed its end: every
-// record has a header, so an empty read is the close (Go reports it as
-// io.EOF), and ECONNRESET is a close with records of ours unread.
-func peerClosed(n, oobn int, err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || (err == nil && n == 0 && oobn == 0)
+// record has a header, so an empty read is the close (Go's ReadMsgUnix
+// reports it as io.EOF on a SOCK_SEQPACKET socket), and ECONNRESET is a
+// close with records of ours unread.
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // rights returns the descriptors of every SCM_RIGHTS message in oob.

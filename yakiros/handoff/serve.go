@@ -273,17 +273,18 @@ func (o *outgoing) add(k kind, name string, v any, seen map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("%v %q: %w", k, name, err)
 	}
-	off := int64(-1) // not seekable: every socket
-	if k == kindFile {
-		off = offset(dup)
-	}
 	o.fds = append(o.fds, dup)
-	o.entries = append(o.entries, fdEntry{Kind: k, Name: name, Offset: off})
+	o.entries = append(o.entries, fdEntry{Kind: k, Name: name, Offset: offset(k, dup)})
 	return nil
 }
 
-// offset is the file position of fd, -1 if it has none (sockets, pipes).
-func offset(fd int) int64 {
+// offset is the file position of fd, a descriptor of kind k: -1 if it has
+// none (pipes), and for sockets, which never have one, without asking —
+// a system call less per connection on each side of a handoff.
+func offset(k kind, fd int) int64 {
+	if k != kindFile {
+		return -1
+	}
 	off, err := unix.Seek(fd, 0, io.SeekCurrent)
 	if err != nil {
 		return -1

@@ -277,9 +277,7 @@ func TestAckNeedsCommit(t *testing.T) {
 // one of ours lies unread in its queue makes Linux fail our next read with
 // ECONNRESET, with its record still queued behind the error. That record
 // must be read: when it is the old instance's COMMIT, taking the reset for
-// the end would leave nobody serving. (The hot-swap suite's new instances
-// exited so, "waiting for COMMIT: the old instance closed the channel",
-// after the old one had let go.)
+// the end would leave nobody serving.
 func TestRecordBeforeResetIsRead(t *testing.T) {
 	newEnd, oldEnd := links(t)
 	if err := newEnd.send(raw(typeHello)); err != nil { // never read
